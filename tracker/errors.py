@@ -1,0 +1,18 @@
+"""The tracker package's exception hierarchy."""
+
+from __future__ import annotations
+
+__all__ = ["AnnounceRequestError", "TrackerError"]
+
+
+class TrackerError(Exception):
+    """Root of every error the tracker package raises on purpose."""
+
+
+class AnnounceRequestError(TrackerError):
+    """An announce or scrape request is malformed; ``reason`` is sent back as
+    the bencoded ``failure reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
