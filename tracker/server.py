@@ -1,0 +1,111 @@
+"""The tracker as a service: an async context manager around the aiohttp app.
+
+It runs ``AppRunner`` + ``TCPSite`` rather than ``web.run_app`` (which owns
+the event loop), binds on enter so port 0 works and bind errors reach the
+caller, and stops on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from types import TracebackType
+
+from aiohttp import web
+
+from tracker.app import CLOCK_KEY, REGISTRY_KEY, Clock, make_app
+from tracker.config import TrackerConfig
+from tracker.core.addr import PeerAddr
+from tracker.core.registry import RegistryStats
+from tracker.errors import TrackerError
+
+__all__ = ["TrackerServer", "run_tracker"]
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 2.0  # seconds given to open requests when the tracker stops
+
+
+class TrackerServer:
+    """An HTTP tracker listening on ``cfg.host:cfg.port``.
+
+    Usage::
+
+        async with TrackerServer(cfg) as server:
+            print(server.url)
+    """
+
+    def __init__(
+        self,
+        cfg: TrackerConfig,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._app = make_app(cfg, clock=clock, rng=rng)
+        self._runner: web.AppRunner | None = None
+        self._address: PeerAddr | None = None
+
+    async def __aenter__(self) -> TrackerServer:
+        runner = web.AppRunner(
+            self._app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._cfg.host, self._cfg.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self._address = PeerAddr(str(host), int(port))
+        log.info("tracker listening on %s", self.url)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("tracker on %s stopped", self._address)
+
+    @property
+    def address(self) -> PeerAddr:
+        """The bound address (the real port when ``cfg.port`` was 0)."""
+        if self._address is None:
+            raise TrackerError("tracker server is not running")
+        return self._address
+
+    @property
+    def url(self) -> str:
+        """The announce URL, e.g. ``http://127.0.0.1:6969/announce``."""
+        return f"http://{self.address}/announce"
+
+    @property
+    def app(self) -> web.Application:
+        return self._app
+
+    def statistics(self) -> RegistryStats:
+        """A snapshot of the swarms (torrents, seeders, leechers, counters)."""
+        app = self._app
+        return app[REGISTRY_KEY].statistics(app[CLOCK_KEY]())
+
+
+async def run_tracker(
+    cfg: TrackerConfig,
+    *,
+    ready: Callable[[TrackerServer], None] | None = None,
+) -> None:
+    """Serve until cancelled; ``ready`` is called once the socket is bound."""
+    async with TrackerServer(cfg) as server:
+        if ready is not None:
+            ready(server)
+        await asyncio.Event().wait()
