@@ -115,7 +115,7 @@ def _apply(
 
 
 def torrent(info: object) -> bytes:
-    return bencodepy.encode({b"created by": CREATED_BY.encode(), b"info": info})
+    return bytes(bencodepy.encode({b"created by": CREATED_BY.encode(), b"info": info}))
 
 
 def bad_samples() -> dict[str, bytes]:
