@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BadQuery",
     "CompactFormatError",
     "DhtError",
     "KrpcError",
@@ -45,3 +46,14 @@ class KrpcErrorReply(KrpcError):
 
 class LookupFailed(DhtError):
     """An iterative lookup ended without reaching any live node."""
+
+
+class BadQuery(RemoteKrpcError):
+    """A KRPC query we can answer with an error reply: it carried a usable
+    transaction id, but its method is unknown (204) or its arguments are
+    malformed (203)."""
+
+    def __init__(self, message: str, *, transaction_id: bytes, code: int) -> None:
+        super().__init__(message)
+        self.transaction_id = transaction_id
+        self.code = code

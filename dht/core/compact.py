@@ -77,7 +77,9 @@ def encode_peer(addr: PeerAddr) -> bytes:
     try:
         ip = ipaddress.ip_address(addr.host)
     except ValueError as exc:
-        raise CompactFormatError(f"compact: {addr.host!r} is not an IP address") from exc
+        raise CompactFormatError(
+            f"compact: {addr.host!r} is not an IP address"
+        ) from exc
     return ip.packed + struct.pack(">H", addr.port)
 
 
@@ -120,7 +122,9 @@ def encode_nodes(nodes: list[tuple[bytes, PeerAddr]]) -> bytes:
     out = []
     for node_id, addr in nodes:
         if len(node_id) != NODE_ID_BYTES:
-            raise CompactFormatError(f"compact: node id is {len(node_id)} bytes, not 20")
+            raise CompactFormatError(
+                f"compact: node id is {len(node_id)} bytes, not 20"
+            )
         packed = encode_peer(addr)
         if len(packed) != COMPACT_PEER_V4_BYTES:
             continue  # BEP 5 'nodes' carries IPv4 only; IPv6 goes in 'nodes6'

@@ -1,0 +1,1 @@
+"""Kademlia pieces of the Mainline DHT: routing table, lookups, tokens, peers."""

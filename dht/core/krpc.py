@@ -1,0 +1,374 @@
+"""KRPC messages of the Mainline DHT (BEP 5 "KRPC Protocol"), parsed and built.
+
+A KRPC message is one bencoded dictionary per UDP datagram with a transaction
+id ``t``, a type ``y`` (``q`` query, ``r`` response, ``e`` error) and an
+optional client version ``v``. BEP 43 adds ``ro`` (read-only querier) at the
+top level of queries. Unknown keys are ignored, as BEP 5 asks, so replies from
+clients that add ``ip`` (BEP 42) or ``nodes6`` (BEP 32) still parse.
+
+Decoding is bencode.py's; this module checks types and lengths and maps every
+failure to :class:`~dht.errors.RemoteKrpcError`, or to
+:class:`~dht.errors.BadQuery` when the message is a query that we can answer
+with a KRPC error (203 protocol error, 204 method unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import assert_never
+
+import bencodepy
+
+from dht.core.compact import (
+    PeerAddr,
+    decode_nodes,
+    decode_peer,
+    encode_nodes,
+    encode_peer,
+)
+from dht.core.distance import NodeId, node_id
+from dht.errors import BadQuery, CompactFormatError, RemoteKrpcError
+
+__all__ = [
+    "MAX_DATAGRAM_BYTES",
+    "AnnouncePeer",
+    "ErrorCode",
+    "ErrorMessage",
+    "FindNode",
+    "GetPeers",
+    "KrpcMessage",
+    "Ping",
+    "Query",
+    "Response",
+    "decode_message",
+    "encode_message",
+]
+
+MAX_DATAGRAM_BYTES = 2048  # bytes; BEP 5 messages fit one unfragmented datagram
+MAX_TRANSACTION_ID_BYTES = 16  # bytes; BEP 5 suggests 2, libtorrent sends 2-4
+MAX_VERSION_BYTES = 16  # bytes; BEP 5 'v' is 4 (two-letter client id + version)
+MAX_TOKEN_BYTES = 64  # bytes; tokens are opaque, real clients send 4-20
+MAX_ERROR_TEXT_BYTES = 256  # bytes kept of an error reply's message
+MAX_DEPTH = 4  # nesting levels; KRPC needs 3 (message, 'r', 'values' list)
+
+# bencode.py maps most junk to BencodeDecodeError, but its contract does not
+# promise that, so every exception a decoder can raise on bytes is mapped.
+_DECODE_ERRORS = (
+    bencodepy.BencodeDecodeError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    RecursionError,
+    OverflowError,
+)
+_DECODER = bencodepy.BencodeDecoder(max_depth=MAX_DEPTH)
+
+
+class ErrorCode(IntEnum):
+    """BEP 5 error codes carried in an ``e`` message."""
+
+    GENERIC = 201
+    SERVER = 202
+    PROTOCOL = 203
+    METHOD_UNKNOWN = 204
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping:
+    """``ping``: arguments ``{"id"}``; answered with ``{"id"}``."""
+
+    transaction_id: bytes
+    sender_id: NodeId
+    version: bytes | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FindNode:
+    """``find_node``: arguments ``{"id", "target"}``; answered with ``nodes``."""
+
+    transaction_id: bytes
+    sender_id: NodeId
+    target: NodeId
+    version: bytes | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetPeers:
+    """``get_peers``: arguments ``{"id", "info_hash"}``; answered with a
+    ``token`` and ``values`` (compact peers) and/or ``nodes``."""
+
+    transaction_id: bytes
+    sender_id: NodeId
+    info_hash: NodeId
+    version: bytes | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncePeer:
+    """``announce_peer``: arguments ``{"id", "implied_port", "info_hash",
+    "port", "token"}``. With ``implied_port`` the peer's port is the UDP
+    source port and ``port`` is ignored."""
+
+    transaction_id: bytes
+    sender_id: NodeId
+    info_hash: NodeId
+    port: int
+    token: bytes
+    implied_port: bool = False
+    version: bytes | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """A ``y = r`` message. KRPC responses don't name their query, so one class
+    carries every response field; absent fields are empty or ``None``."""
+
+    transaction_id: bytes
+    sender_id: NodeId
+    nodes: tuple[tuple[NodeId, PeerAddr], ...] = ()
+    values: tuple[PeerAddr, ...] = ()
+    token: bytes | None = None
+    version: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorMessage:
+    """A ``y = e`` message: ``e`` is the list ``[code, message]``."""
+
+    transaction_id: bytes
+    code: int
+    message: str
+    version: bytes | None = None
+
+
+Query = Ping | FindNode | GetPeers | AnnouncePeer
+KrpcMessage = Query | Response | ErrorMessage
+
+_QUERY_NAMES: dict[type[Query], bytes] = {
+    Ping: b"ping",
+    FindNode: b"find_node",
+    GetPeers: b"get_peers",
+    AnnouncePeer: b"announce_peer",
+}
+
+
+def encode_message(msg: KrpcMessage) -> bytes:
+    """Bencode one KRPC message (our ``version`` goes in ``v`` when set)."""
+    out: dict[bytes, object] = {b"t": msg.transaction_id}
+    match msg:
+        case Ping() | FindNode() | GetPeers() | AnnouncePeer():
+            out[b"y"] = b"q"
+            out[b"q"] = _QUERY_NAMES[type(msg)]
+            out[b"a"] = _query_args(msg)
+            if msg.read_only:
+                out[b"ro"] = 1
+        case Response():
+            r: dict[bytes, object] = {b"id": msg.sender_id}
+            if msg.nodes:
+                r[b"nodes"] = encode_nodes(list(msg.nodes))
+            if msg.values:
+                r[b"values"] = [encode_peer(p) for p in msg.values]
+            if msg.token is not None:
+                r[b"token"] = msg.token
+            out[b"y"] = b"r"
+            out[b"r"] = r
+        case ErrorMessage():
+            out[b"y"] = b"e"
+            out[b"e"] = [msg.code, msg.message.encode("utf-8", "replace")]
+        case _:
+            assert_never(msg)
+    if msg.version is not None:
+        out[b"v"] = msg.version
+    result: bytes = bencodepy.encode(out)
+    return result
+
+
+def _query_args(msg: Query) -> dict[bytes, object]:
+    args: dict[bytes, object] = {b"id": msg.sender_id}
+    match msg:
+        case Ping():
+            pass
+        case FindNode():
+            args[b"target"] = msg.target
+        case GetPeers():
+            args[b"info_hash"] = msg.info_hash
+        case AnnouncePeer():
+            args[b"info_hash"] = msg.info_hash
+            args[b"port"] = msg.port
+            args[b"token"] = msg.token
+            args[b"implied_port"] = 1 if msg.implied_port else 0
+        case _:
+            assert_never(msg)
+    return args
+
+
+def decode_message(data: bytes) -> KrpcMessage:
+    """Parse one datagram.
+
+    Raises:
+        BadQuery: a query with a usable transaction id but an unknown method
+            (code 204) or malformed arguments (code 203); answer it.
+        RemoteKrpcError: anything else that is not a KRPC message; drop it.
+    """
+    if len(data) > MAX_DATAGRAM_BYTES:
+        raise RemoteKrpcError(
+            f"krpc: datagram is {len(data)} bytes, "
+            f"over the {MAX_DATAGRAM_BYTES}-byte cap"
+        )
+    try:
+        top = _DECODER.decode(data)
+    except _DECODE_ERRORS as exc:
+        raise RemoteKrpcError(f"krpc: datagram is not bencode ({exc})") from exc
+    if not isinstance(top, dict):
+        raise RemoteKrpcError("krpc: message is not a dictionary")
+    tid = top.get(b"t")
+    if not isinstance(tid, bytes) or len(tid) > MAX_TRANSACTION_ID_BYTES:
+        raise RemoteKrpcError("krpc: 't' is missing, not a string or too long")
+    v = top.get(b"v")
+    version = v if isinstance(v, bytes) and len(v) <= MAX_VERSION_BYTES else None
+    kind = top.get(b"y")
+    if kind == b"q":
+        return _decode_query(top, tid, version)
+    if kind == b"r":
+        return _decode_response(top, tid, version)
+    if kind == b"e":
+        return _decode_error(top, tid, version)
+    raise RemoteKrpcError(f"krpc: 'y' is {kind!r}, not q, r or e")
+
+
+def _bad(tid: bytes, what: str) -> BadQuery:
+    return BadQuery(f"krpc: {what}", transaction_id=tid, code=ErrorCode.PROTOCOL)
+
+
+def _id_arg(args: dict[bytes, object], key: bytes, tid: bytes) -> NodeId:
+    value = args.get(key)
+    if not isinstance(value, bytes):
+        raise _bad(tid, f"argument {key.decode()!r} is missing or not a string")
+    try:
+        return node_id(value)
+    except RemoteKrpcError as exc:
+        raise _bad(tid, f"argument {key.decode()!r}: {exc}") from exc
+
+
+def _decode_query(top: dict[bytes, object], tid: bytes, version: bytes | None) -> Query:
+    method = top.get(b"q")
+    args = top.get(b"a")
+    if not isinstance(method, bytes):
+        raise _bad(tid, "'q' is missing or not a string")
+    if not isinstance(args, dict):
+        raise _bad(tid, "'a' is missing or not a dictionary")
+    ro = top.get(b"ro") == 1  # BEP 43; any other value means "not read-only"
+    sender = _id_arg(args, b"id", tid)
+    if method == b"ping":
+        return Ping(transaction_id=tid, sender_id=sender, version=version, read_only=ro)
+    if method == b"find_node":
+        target = _id_arg(args, b"target", tid)
+        return FindNode(
+            transaction_id=tid,
+            sender_id=sender,
+            target=target,
+            version=version,
+            read_only=ro,
+        )
+    if method == b"get_peers":
+        info_hash = _id_arg(args, b"info_hash", tid)
+        return GetPeers(
+            transaction_id=tid,
+            sender_id=sender,
+            info_hash=info_hash,
+            version=version,
+            read_only=ro,
+        )
+    if method == b"announce_peer":
+        info_hash = _id_arg(args, b"info_hash", tid)
+        token = args.get(b"token")
+        if not isinstance(token, bytes) or len(token) > MAX_TOKEN_BYTES:
+            raise _bad(
+                tid, "announce_peer 'token' is missing, not a string or too long"
+            )
+        implied = args.get(b"implied_port", 0)
+        if not isinstance(implied, int):
+            raise _bad(tid, "announce_peer 'implied_port' is not an integer")
+        port = args.get(b"port")
+        if implied:
+            # BEP 5: with implied_port the port argument is ignored
+            port = port if isinstance(port, int) and 0 <= port <= 0xFFFF else 0
+        elif not isinstance(port, int) or not 1 <= port <= 0xFFFF:
+            raise _bad(tid, f"announce_peer 'port' {port!r} is not in 1..65535")
+        return AnnouncePeer(
+            transaction_id=tid,
+            sender_id=sender,
+            info_hash=info_hash,
+            port=port,
+            token=token,
+            implied_port=bool(implied),
+            version=version,
+            read_only=ro,
+        )
+    raise BadQuery(
+        f"krpc: method {method[:32]!r} is unknown",
+        transaction_id=tid,
+        code=ErrorCode.METHOD_UNKNOWN,
+    )
+
+
+def _decode_response(
+    top: dict[bytes, object], tid: bytes, version: bytes | None
+) -> Response:
+    r = top.get(b"r")
+    if not isinstance(r, dict):
+        raise RemoteKrpcError("krpc: 'r' is missing or not a dictionary")
+    sender = r.get(b"id")
+    if not isinstance(sender, bytes):
+        raise RemoteKrpcError("krpc: response 'id' is missing or not a string")
+    nodes_raw = r.get(b"nodes", b"")
+    values_raw = r.get(b"values", [])
+    token = r.get(b"token")
+    if not isinstance(nodes_raw, bytes):
+        raise RemoteKrpcError("krpc: response 'nodes' is not a string")
+    if not isinstance(values_raw, list):
+        raise RemoteKrpcError("krpc: response 'values' is not a list")
+    if token is not None and (
+        not isinstance(token, bytes) or len(token) > MAX_TOKEN_BYTES
+    ):
+        raise RemoteKrpcError("krpc: response 'token' is not a string or too long")
+    try:
+        nodes = tuple((node_id(i), a) for i, a in decode_nodes(nodes_raw) if a.port)
+        values: list[PeerAddr] = []
+        for item in values_raw:
+            if not isinstance(item, bytes):
+                raise RemoteKrpcError("krpc: a 'values' item is not a string")
+            peer = decode_peer(item)
+            if peer.port:
+                values.append(peer)
+    except CompactFormatError as exc:
+        raise RemoteKrpcError(f"krpc: response: {exc}") from exc
+    return Response(
+        transaction_id=tid,
+        sender_id=node_id(sender),
+        nodes=nodes,
+        values=tuple(values),
+        token=token,
+        version=version,
+    )
+
+
+def _decode_error(
+    top: dict[bytes, object], tid: bytes, version: bytes | None
+) -> ErrorMessage:
+    e = top.get(b"e")
+    if not isinstance(e, list) or len(e) < 2 or not isinstance(e[0], int):
+        raise RemoteKrpcError("krpc: 'e' is not a [code, message] list")
+    text = e[1]
+    message = (
+        text[:MAX_ERROR_TEXT_BYTES].decode("utf-8", "replace")
+        if isinstance(text, bytes)
+        else ""
+    )
+    return ErrorMessage(transaction_id=tid, code=e[0], message=message, version=version)
