@@ -1,0 +1,293 @@
+"""The ``bitswarm`` command: one console script, one subcommand per job.
+
+Errors from bad input (any package's root error) become one line
+``error: <message>`` and exit status 1; tracebacks only with ``--debug``.
+Long work shows a rich live display; ``--json`` prints one JSON event a line
+instead; ``--quiet`` prints only the final line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.logging import RichHandler
+
+from client import cli_torrent
+from client.core.magnet import magnet_from_metainfo
+from client.core.metainfo import Metainfo
+from client.core.ratelimit import parse_rate
+from client.engine import Engine, EngineConfig
+from client.errors import ClientError
+from client.maketorrent import create_torrent, load_metainfo
+from client.session import SessionConfig, TorrentSession
+from client.ui import JsonEvents, LiveDisplay, render_session
+from dht import DhtError, PeerAddr
+from tracker import TrackerConfig, TrackerError, TrackerServer, run_tracker
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("client")
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON event a line")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+
+
+def _add_peer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="0.0.0.0", help="listen address (default all)")
+    p.add_argument("--port", type=int, default=6881, help="listen port (0 = any)")
+    p.add_argument(
+        "--max-upload-rate", type=parse_rate, default=None, metavar="RATE",
+        help="bytes/s, K/M suffixes (e.g. 500K)",
+    )
+    p.add_argument(
+        "--max-download-rate", type=parse_rate, default=None, metavar="RATE",
+        help="bytes/s, K/M suffixes",
+    )
+    p.add_argument(
+        "--peer", action="append", default=[], metavar="HOST:PORT",
+        help="connect to this peer too (repeatable)",
+    )
+    _add_common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bitswarm",
+        description="BitTorrent client, tracker and trackerless discovery.",
+    )
+    parser.add_argument("--debug", action="store_true", help="log verbosely, show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_torrent.register(sub)
+
+    p = sub.add_parser("seed", help="seed a file or folder")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--torrent", metavar="X.torrent", help="use this torrent")
+    p.add_argument("--tracker", action="append", default=[], metavar="URL")
+    _add_peer_options(p)
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("download", help="download a torrent")
+    p.add_argument("target", metavar="X.torrent|MAGNET")
+    p.add_argument("-o", "--output", default=".", metavar="DIR", help="save under DIR")
+    p.add_argument("--seed", action="store_true", help="keep seeding when complete")
+    _add_peer_options(p)
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("tracker", help="run an HTTP tracker")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=6969)
+    p.add_argument("--interval", type=float, default=1800.0, help="announce interval, s")
+    p.add_argument("--min-interval", type=float, default=None, help="min interval, s")
+    p.add_argument("--peer-timeout", type=float, default=None, help="peer expiry, s")
+    _add_common(p)
+    p.set_defaults(func=cmd_tracker)
+
+    try:
+        from client import cli_dht
+    except ImportError:  # the DHT command arrives with the DHT package
+        pass
+    else:
+        cli_dht.register(sub)
+
+    from client import demo
+
+    demo.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return int(args.func(args))
+    except (ClientError, TrackerError, DhtError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.debug else logging.WARNING
+    handler: logging.Handler
+    if getattr(args, "json", False):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler = RichHandler(console=_stderr_console(), show_path=False)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    if not args.debug:
+        logging.getLogger("client").setLevel(logging.INFO)
+        logging.getLogger("client.session").setLevel(logging.WARNING)
+        logging.getLogger("client.peer").setLevel(logging.WARNING)
+
+
+_CONSOLE: Console | None = None
+
+
+def _stderr_console() -> Console:
+    global _CONSOLE
+    if _CONSOLE is None:
+        _CONSOLE = Console(stderr=True)
+    return _CONSOLE
+
+
+# -- seed and download ------------------------------------------------------------------
+def _parse_peers(texts: list[str]) -> list[PeerAddr]:
+    out = []
+    for text in texts:
+        try:
+            out.append(PeerAddr.parse(text))
+        except DhtError as exc:
+            raise ClientError(f"--peer {text!r}: {exc}") from exc
+    return out
+
+
+def _engine_config(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(
+        host=args.host,
+        port=args.port,
+        max_upload_rate=args.max_upload_rate,
+        max_download_rate=args.max_download_rate,
+    )
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise ClientError(f"cannot seed {path}: no such file or folder")
+    if args.torrent:
+        meta = load_metainfo(Path(args.torrent))
+    else:
+        from client.core.metainfo import parse_metainfo
+
+        meta = parse_metainfo(create_torrent(path, trackers=args.tracker))
+    if meta.name != path.resolve().name:
+        raise ClientError(
+            f"torrent is for {meta.name!r} but {path} is named {path.resolve().name!r}"
+        )
+    save_dir = path.resolve().parent
+    return _run_session(args, meta, save_dir, seed=True)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    target: str = args.target
+    if target[:7].lower() == "magnet:":
+        raise ClientError("magnet links need metadata from peers: not supported yet")
+    meta = load_metainfo(Path(target))
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    return _run_session(args, meta, out, seed=args.seed)
+
+
+def _run_session(args: argparse.Namespace, meta: Metainfo, save_dir: Path, *, seed: bool) -> int:
+    try:
+        return asyncio.run(_session_main(args, meta, save_dir, seed=seed))
+    except KeyboardInterrupt:
+        if not args.quiet and not args.json:
+            print("stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+async def _session_main(
+    args: argparse.Namespace, meta: Metainfo, save_dir: Path, *, seed: bool
+) -> int:
+    events = JsonEvents() if args.json else None
+
+    def on_event(name: str, fields: dict[str, Any]) -> None:
+        if events is not None:
+            events(name, fields)
+
+    console = Console()
+    async with Engine(_engine_config(args), on_event=on_event) as engine:
+        config = SessionConfig(seed_after_complete=seed)
+        session = engine.add_torrent(
+            meta, save_dir, config=config, peers=_parse_peers(args.peer)
+        )
+        on_event(
+            "started",
+            {
+                "name": meta.name,
+                "info_hash": meta.info_hash_hex,
+                "port": engine.address.port,
+                "magnet": magnet_from_metainfo(meta).to_uri(),
+                "pieces": meta.num_pieces,
+                "mode": "seed" if seed else "download",
+            },
+        )
+        if not args.json and not args.quiet:
+            console.print(f"[bold]{meta.name}[/bold]  magnet: {magnet_from_metainfo(meta).to_uri()}")
+            console.print(f"listening on port {engine.address.port}")
+        async with asyncio.TaskGroup() as tg:
+            ui = None
+            if events is not None:
+                ui = tg.create_task(_json_progress(events, session))
+            elif not args.quiet:
+                ui = tg.create_task(_live(console, session))
+            await session.wait_started()
+            if seed:
+                await asyncio.Event().wait()  # until Ctrl-C
+            await session.wait_complete()
+            if ui is not None:
+                ui.cancel()
+        stats = session.statistics()
+    if events is not None:
+        events.progress(stats)
+        events("done", {"info_hash": meta.info_hash_hex, "path": str(save_dir)})
+    elif not args.quiet:
+        console.print(f"[green]complete[/green]: {save_dir / meta.name}")
+    else:
+        print(f"complete: {save_dir / meta.name}")
+    return 0
+
+
+async def _json_progress(events: JsonEvents, session: TorrentSession) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        events.progress(session.statistics())
+
+
+async def _live(console: Console, session: TorrentSession) -> None:
+    def snapshot() -> RenderableType:
+        return render_session(session.statistics(), session.peer_infos())
+
+    await LiveDisplay(console, snapshot).run()
+
+
+# -- tracker -------------------------------------------------------------------------------
+def cmd_tracker(args: argparse.Namespace) -> int:
+    kwargs: dict[str, Any] = {"host": args.host, "port": args.port, "interval_s": args.interval}
+    kwargs["min_interval_s"] = (
+        args.min_interval if args.min_interval is not None else args.interval / 2
+    )
+    if args.peer_timeout is not None:
+        kwargs["peer_timeout_s"] = args.peer_timeout
+    else:
+        kwargs["peer_timeout_s"] = 2 * args.interval + 120
+    cfg = TrackerConfig(**kwargs)
+
+    def ready(server: TrackerServer) -> None:
+        if args.json:
+            JsonEvents()("tracker_listening", {"url": server.url, "port": server.address.port})
+        elif not args.quiet:
+            print(f"tracker listening on {server.url}", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_tracker(cfg, ready=ready))
+    return 0

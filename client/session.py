@@ -1,0 +1,841 @@
+"""One torrent's swarm: peers, piece buffers, verification, choking, upload.
+
+The session is the driver that joins the cores (picker, choker, pipeline,
+rate limiter, wire) to sockets, threads and timers. Decisions stay in the
+cores; what is here is plumbing and bookkeeping:
+
+- messages arrive synchronously from :class:`~client.peer.PeerConnection`;
+- per peer, a *requester* task keeps the request pipeline full (it is the
+  one place that waits on the download rate limit) and an *uploader* task
+  serves the peer's requests from a small piece cache (it waits on the upload
+  rate limit and on the socket's write buffer);
+- a ticker runs once a second: keep-alives, idle and snub checks, rechoke;
+- a completed piece crosses to a thread once to be hashed and written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client.core import wire
+from client.core.bitfield import Bitfield
+from client.core.choker import ChokeCandidate, Choker
+from client.core.metainfo import Metainfo
+from client.core.picker import BlockRequest, PiecePicker
+from client.core.pipeline import RequestPipeline
+from client.core.ratelimit import RateLimiter, TokenBucket
+from client.errors import RemotePeerProtocolError, StorageError
+from client.peer import PeerConnection
+from client.storage import Storage
+from dht import PeerAddr
+
+__all__ = ["PeerInfo", "SessionConfig", "SessionStats", "TorrentSession"]
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE = 16384  # bytes per request (BEP 3 practice; every client uses it)
+# Requests we queue per peer before treating more as a flood (BEP 10 'reqq').
+MAX_PEER_REQUESTS = 500
+# Pieces kept in the seeding cache (each piece_length bytes).
+PIECE_CACHE_PIECES = 8
+# Hash-and-write jobs at once: one per core.
+VERIFY_CONCURRENCY = 2
+# A peer that sends this many blocks we never asked for is dropped.
+MAX_UNREQUESTED_BLOCKS = 64
+# Seconds between keep-alives (BEP 3: connections time out after 2 minutes).
+KEEPALIVE_INTERVAL_S = 90.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    max_peers: int = 50
+    max_half_open: int = 8
+    connect_timeout_s: float = 10.0
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 150.0
+    snub_timeout_s: float = 30.0
+    rechoke_interval_s: float = 10.0
+    optimistic_interval_s: float = 30.0
+    unchoke_slots: int = 4
+    upload_rate: float | None = None  # bytes/s for this torrent
+    download_rate: float | None = None
+    seed_after_complete: bool = True
+    retry_peer_after_s: float = 10.0
+    random_first_pieces: int = 4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerInfo:
+    addr: str
+    peer_id: str
+    source: str
+    download_rate: float
+    upload_rate: float
+    downloaded: int
+    uploaded: int
+    choked: bool
+    interested: bool
+    pieces: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStats:
+    name: str
+    info_hash: str
+    state: str
+    total_length: int
+    pieces: int
+    pieces_have: int
+    resumed_pieces: int
+    downloaded: int
+    uploaded: int
+    download_rate: float
+    upload_rate: float
+    peers: int
+    seeds: int
+    eta_s: float | None
+    piece_map: str
+    downloaded_from: dict[str, int] = field(default_factory=dict)
+    peers_by_source: dict[str, int] = field(default_factory=dict)
+    bans: int = 0
+    hash_failures: int = 0
+
+
+class _RateMeter:
+    """Bytes per second over a sliding window of one-second buckets."""
+
+    WINDOW_S = 5
+
+    def __init__(self) -> None:
+        self._buckets: collections.deque[list[float]] = collections.deque()
+        self.total = 0
+
+    def add(self, n: int, now: float) -> None:
+        self.total += n
+        second = float(int(now))
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += n
+        else:
+            self._buckets.append([second, float(n)])
+        while self._buckets and self._buckets[0][0] <= second - self.WINDOW_S:
+            self._buckets.popleft()
+
+    def rate(self, now: float) -> float:
+        cutoff = now - self.WINDOW_S
+        total = sum(n for t, n in self._buckets if t > cutoff)
+        return total / self.WINDOW_S
+
+
+class _PeerState:
+    """What the session tracks per connection."""
+
+    def __init__(self, conn: PeerConnection, num_pieces: int, cfg: SessionConfig) -> None:
+        self.conn = conn
+        self.bitfield = Bitfield(num_pieces)
+        self.am_choking = True
+        self.am_interested = False
+        self.peer_choking = True
+        self.peer_interested = False
+        self.pipeline = RequestPipeline(snub_timeout_s=cfg.snub_timeout_s)
+        self.up = _RateMeter()
+        self.down = _RateMeter()
+        self.requests: collections.deque[wire.Request] = collections.deque()
+        self.wake_requester = asyncio.Event()
+        self.wake_uploader = asyncio.Event()
+        self.unrequested = 0
+        self.strikes = 0
+        self.outstanding = 0
+
+
+class _PeerDone(Exception):
+    pass
+
+
+class PieceCache:
+    """Whole pieces read once from disk, serving their blocks (seeding)."""
+
+    def __init__(self, storage: Storage, capacity: int = PIECE_CACHE_PIECES) -> None:
+        self._storage = storage
+        self._capacity = capacity
+        self._pieces: collections.OrderedDict[int, asyncio.Future[bytearray]] = (
+            collections.OrderedDict()
+        )
+
+    async def get(self, index: int) -> bytearray:
+        fut = self._pieces.get(index)
+        if fut is not None:
+            self._pieces.move_to_end(index)
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._pieces[index] = fut
+        while len(self._pieces) > self._capacity:
+            self._pieces.popitem(last=False)
+        try:
+            data = await asyncio.to_thread(self._storage.read_piece, index)
+        except BaseException as exc:
+            self._pieces.pop(index, None)
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved
+            raise
+        if data is None:
+            self._pieces.pop(index, None)
+            raise StorageError(f"storage: piece {index} is not on disk")
+        fut.set_result(data)
+        return data
+
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class TorrentSession:
+    """Downloads and seeds one torrent.
+
+    Args:
+        meta: the torrent.
+        save_dir: the folder the torrent's files go under.
+        peer_id: our 20-byte peer id.
+        listen_port: the port we accept peers on (for tracker announces).
+        config: limits and timings.
+        global_limits: buckets shared with other torrents (global rate caps).
+        on_event: called with (name, fields) for UI and ``--json`` output.
+    """
+
+    def __init__(
+        self,
+        meta: Metainfo,
+        save_dir: Path,
+        *,
+        peer_id: bytes,
+        listen_port: int,
+        config: SessionConfig = SessionConfig(),
+        global_up: TokenBucket | None = None,
+        global_down: TokenBucket | None = None,
+        on_event: EventSink | None = None,
+        rng: random.Random | None = None,
+        reserved: bytes = wire.make_reserved(extension=False),
+    ) -> None:
+        self.meta = meta
+        self.info_hash = meta.info_hash
+        self.peer_id = peer_id
+        self.listen_port = listen_port
+        self.cfg = config
+        self._rng = rng or random.Random(secrets.randbits(64))
+        self._loop = asyncio.get_running_loop()
+        self._reserved = reserved
+        self.storage = Storage(save_dir, meta)
+        n = meta.num_pieces
+        self.picker = PiecePicker(
+            n,
+            meta.piece_length,
+            meta.total_length,
+            rng=self._rng,
+            random_first_pieces=config.random_first_pieces,
+        )
+        self.choker = Choker(
+            regular_slots=config.unchoke_slots,
+            optimistic_interval_s=config.optimistic_interval_s,
+            rechoke_interval_s=config.rechoke_interval_s,
+            rng=self._rng,
+        )
+        now = self._now()
+        up = [TokenBucket(config.upload_rate, now=now)]
+        down = [TokenBucket(config.download_rate, now=now)]
+        if global_up is not None:
+            up.append(global_up)
+        if global_down is not None:
+            down.append(global_down)
+        self.up_limit = RateLimiter(up)
+        self.down_limit = RateLimiter(down)
+        self._on_event = on_event
+        self.peers: dict[PeerConnection, _PeerState] = {}
+        self._buffers: dict[int, bytearray] = {}
+        self._cache = PieceCache(self.storage)
+        self._verify_slots = asyncio.Semaphore(VERIFY_CONCURRENCY)
+        self._half_open = asyncio.Semaphore(config.max_half_open)
+        self._candidates: collections.OrderedDict[PeerAddr, str] = (
+            collections.OrderedDict()
+        )
+        self._tried: dict[PeerAddr, float] = {}
+        self._fails: dict[PeerAddr, int] = {}
+        self._connected_addrs: set[PeerAddr] = set()
+        self._banned_ids: set[bytes] = set()
+        self._banned_addrs: set[PeerAddr] = set()
+        self._own_addrs: set[PeerAddr] = set()
+        self._wake_connector = asyncio.Event()
+        self._complete = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._started = asyncio.Event()
+        self._down_meter = _RateMeter()
+        self._up_meter = _RateMeter()
+        self.downloaded_from: collections.Counter[str] = collections.Counter()
+        self.peers_by_source: collections.Counter[str] = collections.Counter()
+        self.resumed_pieces = 0
+        self.hash_failures = 0
+        self.bans = 0
+        self.state = "starting"
+        self._last_rechoke_request = 0.0
+        self._piece_chars = ""
+
+    # -- lifecycle ------------------------------------------------------------------
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(name, fields)
+
+    @property
+    def is_complete(self) -> bool:
+        return self.picker.is_complete
+
+    async def wait_complete(self) -> None:
+        await self._complete.wait()
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    def add_own_address(self, addr: PeerAddr) -> None:
+        """An address that reaches us; never dialled."""
+        self._own_addrs.add(addr)
+
+    async def run(self) -> None:
+        """Check existing data, then trade with peers until cancelled (or,
+        with ``seed_after_complete`` off, until complete)."""
+        self.state = "checking"
+        await asyncio.to_thread(self.storage.create_empty_files)
+        verified = await asyncio.to_thread(self.storage.recheck)
+        for index in verified:
+            self.picker.mark_have(index)
+        self.resumed_pieces = len(verified)
+        self._emit(
+            "checked",
+            pieces=self.meta.num_pieces,
+            have=len(verified),
+            info_hash=self.meta.info_hash_hex,
+        )
+        self._update_state()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self._started.set()
+                tg.create_task(self._ticker())
+                tg.create_task(self._connector())
+                if self.is_complete and not self.cfg.seed_after_complete:
+                    raise _PeerDone
+                if not self.cfg.seed_after_complete:
+                    await self._complete.wait()
+                    raise _PeerDone
+        except* _PeerDone:
+            pass
+        finally:
+            self._tg = None
+            for conn in list(self.peers):
+                conn.close("session stopped")
+            self.storage.close()
+
+    def _update_state(self) -> None:
+        if self.is_complete:
+            if not self._complete.is_set():
+                self._complete.set()
+            self.state = "seeding"
+        else:
+            self.state = "downloading"
+
+    # -- peers from discovery -------------------------------------------------------
+    def add_peers(self, addrs: list[PeerAddr], source: str) -> None:
+        """Candidates from any source (tracker, DHT, PEX, the command line)."""
+        added = 0
+        for addr in addrs:
+            if addr in self._own_addrs or addr in self._banned_addrs:
+                continue
+            if addr not in self._candidates and addr not in self._connected_addrs:
+                self._candidates[addr] = source
+                added += 1
+        if added:
+            self._emit("peers_found", source=source, count=added)
+            self._wake_connector.set()
+
+    async def _connector(self) -> None:
+        while True:
+            await self._wake_connector.wait()
+            self._wake_connector.clear()
+            assert self._tg is not None
+            now = self._now()
+            for addr in list(self._candidates):
+                if len(self.peers) >= self.cfg.max_peers:
+                    break
+                if self.is_complete and not self.cfg.seed_after_complete:
+                    break
+                last = self._tried.get(addr)
+                fails = self._fails.get(addr, 0)
+                # Exponential backoff per address: a peer that refuses or
+                # vanishes is retried, ever more rarely (capped at 2^8 x).
+                delay = self.cfg.retry_peer_after_s * (1 << min(fails, 8))
+                if last is not None and now - last < delay:
+                    continue
+                if addr in self._connected_addrs:
+                    continue
+                source = self._candidates.pop(addr)
+                log.debug("%s: dialling %s (%s)", self._tag, addr, source)
+                self._tried[addr] = now
+                self._connected_addrs.add(addr)
+                self._tg.create_task(self._dial(addr, source))
+
+    async def _dial(self, addr: PeerAddr, source: str) -> None:
+        try:
+            async with self._half_open:
+                async with asyncio.timeout(self.cfg.connect_timeout_s):
+                    _, conn = await self._loop.create_connection(
+                        lambda: PeerConnection(
+                            self, outgoing=True, clock=self._now, source=source
+                        ),
+                        addr.host,
+                        addr.port,
+                    )
+            conn.addr = addr
+            conn.write(wire.encode_handshake(self.info_hash, self.peer_id, self._reserved))
+            await self._run_peer(conn, handshake_pending=True)
+        except (OSError, TimeoutError) as exc:
+            log.debug("%s: connect to %s failed: %r", self._tag, addr, exc)
+        finally:
+            self._connected_addrs.discard(addr)
+            self._tried[addr] = self._now()
+            self._fails[addr] = self._fails.get(addr, 0) + 1
+            # Keep it as a candidate to retry later (a restarted peer comes
+            # back; a seeder still checking its data accepts us later).
+            if addr not in self._banned_addrs and addr not in self._own_addrs:
+                self._candidates.setdefault(addr, source)
+
+    @property
+    def _tag(self) -> str:
+        return self.meta.info_hash_hex[:8]
+
+    def accept(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> bool:
+        """An incoming connection whose handshake named this torrent."""
+        if self._tg is None or len(self.peers) >= self.cfg.max_peers:
+            return False
+        if hs.peer_id == self.peer_id or hs.peer_id in self._banned_ids:
+            return False
+        conn.handler = self
+        conn.write(wire.encode_handshake(self.info_hash, self.peer_id, self._reserved))
+        self._tg.create_task(self._run_peer(conn, handshake_pending=False))
+        self._attach(conn)
+        return True
+
+    def _attach(self, conn: PeerConnection) -> None:
+        state = _PeerState(conn, self.meta.num_pieces, self.cfg)
+        self.peers[conn] = state
+        conn.wire.set_num_pieces(self.meta.num_pieces)
+        conn.wire.set_block_sink(lambda i, b, n: self._block_sink(state, i, b, n))
+        self.peers_by_source[conn.source] += 1
+        if conn.outgoing and conn.addr is not None:
+            self._fails[conn.addr] = 0
+        conn.mark_attached()
+        have = self.picker.have_bitfield()
+        if have.any():
+            conn.send(wire.Bitfield(data=have.to_bytes()))
+        self._emit(
+            "peer_connected",
+            addr=str(conn.addr),
+            source=conn.source,
+            peer_id=conn.peer_id.hex(),
+        )
+
+    # -- MessageHandler ---------------------------------------------------------------
+    def on_handshake(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> None:
+        # Only outgoing connections reach here (incoming ones go through accept).
+        if hs.info_hash != self.info_hash:
+            conn.close("handshake for another torrent")
+        elif hs.peer_id == self.peer_id:
+            if conn.addr is not None:
+                self._own_addrs.add(conn.addr)
+            conn.close("connected to ourselves")
+        elif hs.peer_id in self._banned_ids:
+            conn.close("banned peer")
+        elif any(p.peer_id == hs.peer_id for p in self.peers):
+            conn.close("already connected to this peer")
+        else:
+            self._attach(conn)
+
+    async def _run_peer(self, conn: PeerConnection, *, handshake_pending: bool) -> None:
+        try:
+            if handshake_pending:
+                async with asyncio.timeout(self.cfg.handshake_timeout_s):
+                    attached = await conn.wait_attached()
+                if not attached:
+                    await conn.wait_closed()  # re-raises a handler bug
+                    return
+            state = self.peers[conn]
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._requester(state))
+                tg.create_task(self._uploader(state))
+                tg.create_task(self._until_closed(conn))
+        except* _PeerDone:
+            pass
+        except* (OSError, TimeoutError, RemotePeerProtocolError) as eg:
+            conn.close(str(eg.exceptions[0]))
+        finally:
+            conn.abort(conn.close_reason or "done")
+            self._detach(conn)
+
+    async def _until_closed(self, conn: PeerConnection) -> None:
+        await conn.wait_closed()
+        raise _PeerDone
+
+    def _detach(self, conn: PeerConnection) -> None:
+        state = self.peers.pop(conn, None)
+        if state is None:
+            return
+        self.picker.peer_gone(conn, state.bitfield)
+        self._emit(
+            "peer_disconnected", addr=str(conn.addr), reason=conn.close_reason
+        )
+        self._wake_all_requesters()
+        self._wake_connector.set()
+
+    # -- incoming messages ------------------------------------------------------------
+    def on_message(self, conn: PeerConnection, msg: wire.PeerMessage) -> None:
+        state = self.peers.get(conn)
+        if state is None:
+            return
+        match msg:
+            case wire.Piece():
+                self._on_piece(state, msg)
+            case wire.Request():
+                self._on_request(state, msg)
+            case wire.Have(index=index):
+                if not state.bitfield[index]:
+                    state.bitfield.set(index)
+                    self.picker.peer_have(conn, index)
+                    if not self.picker.have(index):
+                        self._set_interested(state, True)
+            case wire.Bitfield(data=data):
+                bf = Bitfield.from_bytes(data, self.meta.num_pieces)
+                self.picker.peer_gone(conn, state.bitfield)
+                state.bitfield = bf
+                self.picker.peer_bitfield(conn, bf)
+                self._set_interested(state, self.picker.is_interesting(bf))
+            case wire.Choke():
+                state.peer_choking = True
+                self._release_all(state)
+            case wire.Unchoke():
+                state.peer_choking = False
+                state.wake_requester.set()
+            case wire.Interested():
+                state.peer_interested = True
+                self._request_rechoke()
+            case wire.NotInterested():
+                state.peer_interested = False
+            case wire.Cancel(index=i, begin=b, length=n):
+                with contextlib.suppress(ValueError):
+                    state.requests.remove(wire.Request(index=i, begin=b, length=n))
+            case wire.KeepAlive() | wire.Port() | wire.Extended():
+                pass
+
+    def _release_all(self, state: _PeerState) -> None:
+        """Give the peer's outstanding blocks back to the picker (choke,
+        snub) so other peers can fetch them."""
+        self.picker.release(state.conn)
+        state.pipeline.requests_done(state.outstanding)
+        state.outstanding = 0
+
+    def _set_interested(self, state: _PeerState, interested: bool) -> None:
+        if interested != state.am_interested:
+            state.am_interested = interested
+            state.conn.send(wire.Interested() if interested else wire.NotInterested())
+            if interested:
+                state.wake_requester.set()
+
+    def _block_sink(
+        self, state: _PeerState, index: int, begin: int, length: int
+    ) -> memoryview | None:
+        buf = self._buffers.get(index)
+        if buf is None or begin + length > len(buf):
+            return None
+        if not self.picker.is_outstanding(state.conn, BlockRequest(index, begin, length)):
+            return None
+        return memoryview(buf)[begin : begin + length]
+
+    def _on_piece(self, state: _PeerState, msg: wire.Piece) -> None:
+        conn = state.conn
+        length = len(msg.block)
+        now = self._now()
+        outcome = self.picker.block_received(conn, msg.index, msg.begin, length)
+        if not outcome.accepted:
+            # Endgame copies arriving after their cancel are normal; blocks
+            # nobody asked for (or released on a choke race) are counted.
+            if outcome.duplicate:
+                return
+            state.unrequested += 1
+            if state.unrequested > MAX_UNREQUESTED_BLOCKS:
+                conn.close("too many blocks we did not request")
+            return
+        state.outstanding = max(0, state.outstanding - 1)
+        buf = self._buffers.get(msg.index)
+        if buf is None:  # cannot happen: buffers live while blocks are wanted
+            buf = self._buffers[msg.index] = bytearray(self.picker.piece_size(msg.index))
+        if not msg.in_place:
+            buf[msg.begin : msg.begin + length] = msg.block
+        state.pipeline.record_block(length, now)
+        state.down.add(length, now)
+        self._down_meter.add(length, now)
+        self.downloaded_from[conn.peer_id.hex()] += length
+        for other, req in outcome.cancels:
+            if isinstance(other, PeerConnection):
+                other.send(wire.Cancel(index=req.index, begin=req.begin, length=req.length))
+                other_state = self.peers.get(other)
+                if other_state is not None:
+                    other_state.outstanding = max(0, other_state.outstanding - 1)
+        if outcome.piece_done:
+            assert self._tg is not None
+            self._tg.create_task(self._verify(msg.index))
+        state.wake_requester.set()
+
+    async def _verify(self, index: int) -> None:
+        buf = self._buffers[index]
+        async with self._verify_slots:
+            ok = await asyncio.to_thread(self.storage.verify_and_write, index, buf)
+        self._buffers.pop(index, None)
+        if not ok:
+            self.hash_failures += 1
+            senders = self.picker.piece_failed(index)
+            self._emit("hash_failed", piece=index, peers=len(senders))
+            for peer in senders:
+                if isinstance(peer, PeerConnection):
+                    self._strike(peer, sole=len(senders) == 1)
+            self._wake_all_requesters()
+            return
+        cancels = self.picker.piece_verified(index)
+        for other, req in cancels:
+            if isinstance(other, PeerConnection):
+                other.send(wire.Cancel(index=req.index, begin=req.begin, length=req.length))
+        have = wire.encode(wire.Have(index=index))
+        for conn, state in self.peers.items():
+            conn.write(have)
+            if state.am_interested and state.bitfield[index]:
+                if not self.picker.is_interesting(state.bitfield):
+                    self._set_interested(state, False)
+        self._emit("piece_verified", piece=index, have=self.picker.have_count)
+        if self.is_complete:
+            self._update_state()
+            self._emit("completed", info_hash=self.meta.info_hash_hex)
+
+    def _strike(self, conn: PeerConnection, *, sole: bool) -> None:
+        """A peer contributed to a piece that failed its hash. The sole
+        contributor is certainly guilty; with several, two strikes ban."""
+        state = self.peers.get(conn)
+        strikes = (state.strikes if state else 0) + (2 if sole else 1)
+        if state is not None:
+            state.strikes = strikes
+        if strikes >= 2:
+            self.bans += 1
+            self._banned_ids.add(conn.peer_id)
+            if conn.addr is not None:
+                self._banned_addrs.add(conn.addr)
+                self._candidates.pop(conn.addr, None)
+            self._emit("peer_banned", addr=str(conn.addr), reason="sent corrupt data")
+            log.info("%s: banned %s: sent data that failed the hash", self._tag, conn.addr)
+            conn.close("banned: sent corrupt data")
+
+    def _on_request(self, state: _PeerState, msg: wire.Request) -> None:
+        if state.am_choking:
+            return  # BEP 3: requests from choked peers are ignored
+        if msg.length > wire.BLOCK_SIZE_CAP or msg.length == 0:
+            state.conn.close(f"request for {msg.length} bytes exceeds the block cap")
+            return
+        if not self.picker.have(msg.index):
+            return  # we lack it: refuse (ignore)
+        if msg.begin + msg.length > self.picker.piece_size(msg.index):
+            state.conn.close("request beyond the end of the piece")
+            return
+        if len(state.requests) >= MAX_PEER_REQUESTS:
+            state.conn.close("request flood")
+            return
+        state.requests.append(msg)
+        state.wake_uploader.set()
+
+    # -- per-peer tasks ---------------------------------------------------------------
+    def _wake_all_requesters(self) -> None:
+        for state in self.peers.values():
+            state.wake_requester.set()
+
+    async def _requester(self, state: _PeerState) -> None:
+        conn = state.conn
+        while True:
+            await state.wake_requester.wait()
+            state.wake_requester.clear()
+            if state.peer_choking or not state.am_interested or not conn.is_open:
+                continue
+            now = self._now()
+            room = state.pipeline.depth(now) - state.outstanding
+            if room <= 0:
+                continue
+            reqs = self.picker.pick(conn, state.bitfield, room)
+            if not reqs:
+                continue
+            out = []
+            for req in reqs:
+                if req.index not in self._buffers:
+                    self._buffers[req.index] = bytearray(self.picker.piece_size(req.index))
+                wait = self.down_limit.reserve(req.length, self._now())
+                if wait > 0:
+                    if out:
+                        conn.write(b"".join(out))
+                        out.clear()
+                    await asyncio.sleep(wait)
+                    if state.peer_choking or not conn.is_open:
+                        break
+                out.append(
+                    wire.encode(wire.Request(index=req.index, begin=req.begin, length=req.length))
+                )
+                state.outstanding += 1
+            if out:
+                conn.write(b"".join(out))
+            state.pipeline.requests_sent(len(reqs), self._now())
+
+    async def _uploader(self, state: _PeerState) -> None:
+        conn = state.conn
+        while True:
+            if not state.requests:
+                state.wake_uploader.clear()
+                await state.wake_uploader.wait()
+                continue
+            await conn.wait_writable()
+            if not state.requests or state.am_choking:
+                continue
+            req = state.requests.popleft()
+            try:
+                piece = await self._cache.get(req.index)
+            except StorageError as exc:
+                log.warning("%s: cannot serve piece %d: %s", self._tag, req.index, exc)
+                continue
+            wait = self.up_limit.reserve(req.length, self._now())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not conn.is_open:
+                return
+            if state.am_choking:
+                continue
+            conn.write(wire.encode_piece_header(req.index, req.begin, req.length))
+            conn.write(memoryview(piece)[req.begin : req.begin + req.length])
+            now = self._now()
+            state.up.add(req.length, now)
+            self._up_meter.add(req.length, now)
+
+    # -- timers -------------------------------------------------------------------------
+    def _request_rechoke(self) -> None:
+        """A peer became interested: rechoke soon if a slot may be free, so
+        that a new leecher does not wait for the 10-second round."""
+        unchoked = sum(1 for s in self.peers.values() if not s.am_choking)
+        if unchoked < self.cfg.unchoke_slots + 1:
+            self._rechoke(self._now())
+
+    def _rechoke(self, now: float) -> None:
+        candidates = [
+            ChokeCandidate(
+                peer=conn,
+                interested=state.peer_interested,
+                download_rate=state.down.rate(now),
+                upload_rate=state.up.rate(now),
+                snubbed=state.pipeline.snubbed,
+                connected_at=conn.connected_at,
+            )
+            for conn, state in self.peers.items()
+        ]
+        unchoked = self.choker.rechoke(candidates, seeding=self.is_complete, now=now)
+        for conn, state in self.peers.items():
+            choke = conn not in unchoked
+            if choke != state.am_choking:
+                state.am_choking = choke
+                conn.send(wire.Choke() if choke else wire.Unchoke())
+                if choke:
+                    state.requests.clear()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = self._now()
+            for conn, state in list(self.peers.items()):
+                if now - conn.last_received > self.cfg.idle_timeout_s:
+                    conn.close("idle timeout")
+                    continue
+                if now - conn.last_sent > KEEPALIVE_INTERVAL_S:
+                    conn.send(wire.KeepAlive())
+                if state.outstanding and state.pipeline.is_snubbed(now, state.outstanding):
+                    # Reissue its blocks to others; it stays connected but
+                    # loses its regular unchoke slot (choker excludes snubbed).
+                    self._emit("peer_snubbed", addr=str(conn.addr))
+                    self._release_all(state)
+                    self._wake_all_requesters()
+                state.wake_requester.set()
+            if self.choker.due(now):
+                self._rechoke(now)
+            if self._candidates:
+                self._wake_connector.set()
+
+    # -- statistics ----------------------------------------------------------------------
+    def bytes_left(self) -> int:
+        """Bytes not yet verified (the tracker's ``left``)."""
+        meta = self.meta
+        have_bytes = self.picker.have_count * meta.piece_length
+        last = meta.num_pieces - 1
+        if last >= 0 and self.picker.have(last):
+            have_bytes -= meta.piece_length - meta.piece_size(last)
+        return meta.total_length - have_bytes
+
+    def statistics(self) -> SessionStats:
+        now = self._now()
+        have = self.picker.have_count
+        missing_bytes = self.bytes_left()
+        rate = self._down_meter.rate(now)
+        eta = None if self.is_complete or rate <= 0 else missing_bytes / rate
+        return SessionStats(
+            name=self.meta.name,
+            info_hash=self.meta.info_hash_hex,
+            state=self.state,
+            total_length=self.meta.total_length,
+            pieces=self.meta.num_pieces,
+            pieces_have=have,
+            resumed_pieces=self.resumed_pieces,
+            downloaded=self._down_meter.total,
+            uploaded=self._up_meter.total,
+            download_rate=rate,
+            upload_rate=self._up_meter.rate(now),
+            peers=len(self.peers),
+            seeds=sum(1 for s in self.peers.values() if s.bitfield.all()),
+            eta_s=eta,
+            piece_map=self.picker.have_bitfield().to_string(),
+            downloaded_from=dict(self.downloaded_from),
+            peers_by_source=dict(self.peers_by_source),
+            bans=self.bans,
+            hash_failures=self.hash_failures,
+        )
+
+    def peer_infos(self) -> list[PeerInfo]:
+        now = self._now()
+        return [
+            PeerInfo(
+                addr=str(conn.addr),
+                peer_id=conn.peer_id.hex(),
+                source=conn.source,
+                download_rate=state.down.rate(now),
+                upload_rate=state.up.rate(now),
+                downloaded=state.down.total,
+                uploaded=state.up.total,
+                choked=state.am_choking,
+                interested=state.peer_interested,
+                pieces=state.bitfield.count(),
+            )
+            for conn, state in self.peers.items()
+        ]
+
