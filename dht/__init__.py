@@ -13,12 +13,42 @@ from dht.core.compact import (
     encode_peer,
     encode_peers,
 )
-from dht.errors import CompactFormatError, DhtError
+from dht.core.config import DhtConfig, testing_config
+from dht.core.events import AnnounceDone, LookupDone, LookupKind, PeersFound
+from dht.core.kademlia.routing import NodeInfo
+from dht.core.mainline import DhtCore, DhtStatistics
+from dht.errors import (
+    BadQuery,
+    CompactFormatError,
+    DhtError,
+    KrpcError,
+    KrpcErrorReply,
+    LocalKrpcError,
+    LookupFailed,
+    RemoteKrpcError,
+)
+from dht.node import DEFAULT_BOOTSTRAP_NODES, DhtNode
 
 __all__ = [
+    "DEFAULT_BOOTSTRAP_NODES",
+    "AnnounceDone",
+    "BadQuery",
     "CompactFormatError",
+    "DhtConfig",
+    "DhtCore",
     "DhtError",
+    "DhtNode",
+    "DhtStatistics",
+    "KrpcError",
+    "KrpcErrorReply",
+    "LocalKrpcError",
+    "LookupDone",
+    "LookupFailed",
+    "LookupKind",
+    "NodeInfo",
     "PeerAddr",
+    "PeersFound",
+    "RemoteKrpcError",
     "decode_nodes",
     "decode_peer",
     "decode_peers",
@@ -26,4 +56,5 @@ __all__ = [
     "encode_nodes",
     "encode_peer",
     "encode_peers",
+    "testing_config",
 ]

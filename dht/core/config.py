@@ -70,3 +70,7 @@ def testing_config() -> DhtConfig:
         upkeep_interval_s=1.0,
         upkeep_after_s=20.0,
     )
+
+
+# Importing this into a test module must not make pytest collect it as a test.
+testing_config.__test__ = False  # type: ignore[attr-defined]  # pytest's marker

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dht.core.compact import PeerAddr
 from dht.core import config as dht_config
+from dht.core.compact import PeerAddr
 from dht.core.distance import NodeId, id_to_int, random_id
 from dht.core.events import AnnounceDone, LookupDone, LookupKind, PeersFound
 from dht.core.mainline import DhtCore
