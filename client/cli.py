@@ -49,15 +49,24 @@ def _add_peer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="0.0.0.0", help="listen address (default all)")
     p.add_argument("--port", type=int, default=6881, help="listen port (0 = any)")
     p.add_argument(
-        "--max-upload-rate", type=parse_rate, default=None, metavar="RATE",
+        "--max-upload-rate",
+        type=parse_rate,
+        default=None,
+        metavar="RATE",
         help="bytes/s, K/M suffixes (e.g. 500K)",
     )
     p.add_argument(
-        "--max-download-rate", type=parse_rate, default=None, metavar="RATE",
+        "--max-download-rate",
+        type=parse_rate,
+        default=None,
+        metavar="RATE",
         help="bytes/s, K/M suffixes",
     )
     p.add_argument(
-        "--peer", action="append", default=[], metavar="HOST:PORT",
+        "--peer",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
         help="connect to this peer too (repeatable)",
     )
     _add_common(p)
@@ -68,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bitswarm",
         description="BitTorrent client, tracker and trackerless discovery.",
     )
-    parser.add_argument("--debug", action="store_true", help="log verbosely, show tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="log verbosely, show tracebacks"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_torrent.register(sub)
 
@@ -89,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tracker", help="run an HTTP tracker")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=6969)
-    p.add_argument("--interval", type=float, default=1800.0, help="announce interval, s")
+    p.add_argument(
+        "--interval", type=float, default=1800.0, help="announce interval, s"
+    )
     p.add_argument("--min-interval", type=float, default=None, help="min interval, s")
     p.add_argument("--peer-timeout", type=float, default=None, help="peer expiry, s")
     _add_common(p)
@@ -148,7 +161,7 @@ def _stderr_console() -> Console:
     return _CONSOLE
 
 
-# -- seed and download ------------------------------------------------------------------
+# -- seed and download ---------------------------------------------------------
 def _parse_peers(texts: list[str]) -> list[PeerAddr]:
     out = []
     for text in texts:
@@ -196,7 +209,9 @@ def cmd_download(args: argparse.Namespace) -> int:
     return _run_session(args, meta, out, seed=args.seed)
 
 
-def _run_session(args: argparse.Namespace, meta: Metainfo, save_dir: Path, *, seed: bool) -> int:
+def _run_session(
+    args: argparse.Namespace, meta: Metainfo, save_dir: Path, *, seed: bool
+) -> int:
     try:
         return asyncio.run(_session_main(args, meta, save_dir, seed=seed))
     except KeyboardInterrupt:
@@ -232,7 +247,8 @@ async def _session_main(
             },
         )
         if not args.json and not args.quiet:
-            console.print(f"[bold]{meta.name}[/bold]  magnet: {magnet_from_metainfo(meta).to_uri()}")
+            magnet = magnet_from_metainfo(meta).to_uri()
+            console.print(f"[bold]{meta.name}[/bold]  magnet: {magnet}")
             console.print(f"listening on port {engine.address.port}")
         async with asyncio.TaskGroup() as tg:
             ui = None
@@ -270,9 +286,13 @@ async def _live(console: Console, session: TorrentSession) -> None:
     await LiveDisplay(console, snapshot).run()
 
 
-# -- tracker -------------------------------------------------------------------------------
+# -- tracker -------------------------------------------------------------------
 def cmd_tracker(args: argparse.Namespace) -> int:
-    kwargs: dict[str, Any] = {"host": args.host, "port": args.port, "interval_s": args.interval}
+    kwargs: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "interval_s": args.interval,
+    }
     kwargs["min_interval_s"] = (
         args.min_interval if args.min_interval is not None else args.interval / 2
     )
@@ -284,7 +304,9 @@ def cmd_tracker(args: argparse.Namespace) -> int:
 
     def ready(server: TrackerServer) -> None:
         if args.json:
-            JsonEvents()("tracker_listening", {"url": server.url, "port": server.address.port})
+            JsonEvents()(
+                "tracker_listening", {"url": server.url, "port": server.address.port}
+            )
         elif not args.quiet:
             print(f"tracker listening on {server.url}", flush=True)
 

@@ -65,15 +65,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _find_samples(arg: str | None) -> Path:
-    candidates = [Path(arg)] if arg else [
-        Path.cwd() / "sample_files",
-        Path(__file__).resolve().parent.parent / "sample_files",
-    ]
+    candidates = (
+        [Path(arg)]
+        if arg
+        else [
+            Path.cwd() / "sample_files",
+            Path(__file__).resolve().parent.parent / "sample_files",
+        ]
+    )
     for path in candidates:
         if path.is_dir():
             return path
     raise ClientError(
-        "sample_files/ not found: run the demo from the project folder or pass --samples DIR"
+        "sample_files/ not found: run the demo from the project folder "
+        "or pass --samples DIR"
     )
 
 
@@ -93,7 +98,11 @@ class Demo:
 
     def emit(self, name: str, **fields: Any) -> None:
         if self.args.json:
-            record = {"event": name, "t": round(time.monotonic() - self._t0, 3), **fields}
+            record = {
+                "event": name,
+                "t": round(time.monotonic() - self._t0, 3),
+                **fields,
+            }
             print(json.dumps(record), flush=True)
         elif not self.args.quiet and name in ("step", "result"):
             self.console.print(f"[bold cyan]>[/bold cyan] {fields.get('text', '')}")
@@ -122,7 +131,8 @@ class Demo:
         self._tg.create_task(self._read(actor))
 
     async def _read(self, actor: Actor) -> None:
-        assert actor.proc is not None and actor.proc.stdout is not None
+        assert actor.proc is not None
+        assert actor.proc.stdout is not None
         async for raw in actor.proc.stdout:
             try:
                 ev = json.loads(raw)
@@ -153,7 +163,11 @@ class Demo:
             actor.downloaded_from = ev["downloaded_from"]
             actor.peers_by_source = ev["peers_by_source"]
         elif name == "peer_connected":
-            self.emit("peer_connected", actor=actor.name, **{k: ev[k] for k in ("addr", "source")})
+            self.emit(
+                "peer_connected",
+                actor=actor.name,
+                **{k: ev[k] for k in ("addr", "source")},
+            )
 
     def _table(self) -> Table:
         table = Table(title="bitswarm demo (loopback)", title_justify="left")
@@ -178,7 +192,9 @@ class Demo:
                 if ev.get("event") == event:
                     return ev
             if actor.exit_code is not None:
-                raise ClientError(f"{actor.name} exited ({actor.exit_code}) before {event}")
+                raise ClientError(
+                    f"{actor.name} exited ({actor.exit_code}) before {event}"
+                )
             actor.first.clear()
             await actor.first.wait()
 
@@ -205,16 +221,26 @@ class Demo:
     async def _steps(self, work: Path) -> int:
         tracker = Actor("tracker", "tracker")
         self.emit("step", text="starting a tracker on 127.0.0.1")
-        await self._spawn(tracker, "tracker", "--host", "127.0.0.1", "--port", "0", "--interval", "5")
+        await self._spawn(
+            tracker, "tracker", "--host", "127.0.0.1", "--port", "0", "--interval", "5"
+        )
         ev = await self._wait_first(tracker, "tracker_listening")
         url = str(ev["url"])
 
         torrent = work / "sample_files.torrent"
         self.emit("step", text=f"making a torrent of {self.samples}")
         make = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "client", "create", str(self.samples),
-            "-o", str(torrent), "--tracker", url,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "client",
+            "create",
+            str(self.samples),
+            "-o",
+            str(torrent),
+            "--tracker",
+            url,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await make.communicate()
         if make.returncode != 0:
@@ -223,8 +249,17 @@ class Demo:
         seeder = Actor("seeder", "seed")
         self.emit("step", text=f"seeding, upload limited to {SEEDER_UPLOAD_RATE}/s")
         await self._spawn(
-            seeder, "seed", str(self.samples), "--torrent", str(torrent),
-            "--host", "127.0.0.1", "--port", "0", "--max-upload-rate", SEEDER_UPLOAD_RATE,
+            seeder,
+            "seed",
+            str(self.samples),
+            "--torrent",
+            str(torrent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--max-upload-rate",
+            SEEDER_UPLOAD_RATE,
         )
         await self._wait_first(seeder, "started")
 
@@ -232,8 +267,15 @@ class Demo:
         for i in range(self.args.leechers):
             leecher = Actor(f"leecher{i + 1}", "download")
             await self._spawn(
-                leecher, "download", str(torrent), "-o", str(work / leecher.name),
-                "--host", "127.0.0.1", "--port", "0",
+                leecher,
+                "download",
+                str(torrent),
+                "-o",
+                str(work / leecher.name),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
             )
             leechers.append(leecher)
         self.emit("step", text=f"{len(leechers)} leechers downloading")
@@ -287,8 +329,8 @@ def _same_tree(a: Path, b: Path) -> bool:
     for path in a.rglob("*"):
         rel = path.relative_to(a)
         other = b / rel
-        if path.is_file():
-            if not other.is_file() or not filecmp.cmp(path, other, shallow=False):
-                return False
+        if path.is_file() and (
+            not other.is_file() or not filecmp.cmp(path, other, shallow=False)
+        ):
+            return False
     return True
-

@@ -15,7 +15,7 @@ import logging
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -49,7 +49,7 @@ class EngineConfig:
     max_upload_rate: float | None = None  # bytes/s, all torrents together
     max_download_rate: float | None = None
     handshake_timeout_s: float = 10.0
-    tracker: TrackerClientConfig = TrackerClientConfig()
+    tracker: TrackerClientConfig = field(default_factory=TrackerClientConfig)
 
     @classmethod
     def testing(cls, **overrides: Any) -> EngineConfig:
@@ -93,7 +93,7 @@ class Engine:
         self.global_down: TokenBucket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    # -- context manager ---------------------------------------------------------------
+    # -- context manager -------------------------------------------------------
     async def __aenter__(self) -> Engine:
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -103,7 +103,11 @@ class Engine:
             self._incoming, self.config.host, self.config.port
         )
         sockname = self._server.sockets[0].getsockname()
-        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        host = (
+            self.config.host
+            if self.config.host not in ("0.0.0.0", "::")
+            else "127.0.0.1"
+        )
         self.address = PeerAddr(host, int(sockname[1]))
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -115,7 +119,8 @@ class Engine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._tg is not None and self._server is not None
+        assert self._tg is not None
+        assert self._server is not None
         self._server.close()
         for conn in list(self._pending):
             conn.abort("engine stopped")
@@ -131,13 +136,13 @@ class Engine:
                 async with asyncio.timeout(1):
                     await self._server.wait_closed()
 
-    # -- torrents -------------------------------------------------------------------------
+    # -- torrents --------------------------------------------------------------
     def add_torrent(
         self,
         meta: Metainfo,
         save_dir: Path,
         *,
-        config: SessionConfig = SessionConfig(),
+        config: SessionConfig | None = None,
         peers: list[PeerAddr] | None = None,
         use_trackers: bool = True,
     ) -> TorrentSession:
@@ -151,7 +156,7 @@ class Engine:
             save_dir,
             peer_id=self.peer_id,
             listen_port=self.address.port,
-            config=config,
+            config=config or SessionConfig(),
             global_up=self.global_up,
             global_down=self.global_down,
             on_event=self._on_event,
@@ -207,7 +212,7 @@ class Engine:
         if not was_complete:
             await tracker.announce_completed()
 
-    # -- incoming connections ------------------------------------------------------------
+    # -- incoming connections --------------------------------------------------
     def _incoming(self) -> PeerConnection:
         loop = asyncio.get_running_loop()
         conn = PeerConnection(self, outgoing=False, clock=loop.time)

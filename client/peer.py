@@ -14,6 +14,7 @@ session's task group instead of vanishing into the loop's exception handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -36,7 +37,9 @@ class MessageHandler(Protocol):
     """What a connection reports to (the session, or the listener before a
     session is known)."""
 
-    def on_handshake(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> None: ...
+    def on_handshake(
+        self, conn: PeerConnection, hs: wire.HandshakeReceived
+    ) -> None: ...
 
     def on_message(self, conn: PeerConnection, msg: wire.PeerMessage) -> None: ...
 
@@ -75,17 +78,15 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.connected_at = now
         self.bytes_sent = 0
 
-    # -- asyncio.BufferedProtocol -----------------------------------------------
+    # -- asyncio.BufferedProtocol ----------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
+                with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
-                except OSError:
-                    pass
         transport.set_write_buffer_limits(high=1024 * 1024, low=256 * 1024)
         peer = transport.get_extra_info("peername")
         if peer is not None and self.addr is None:
@@ -135,7 +136,7 @@ class PeerConnection(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    # -- used by the session --------------------------------------------------------
+    # -- used by the session ---------------------------------------------------
     @property
     def is_open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()

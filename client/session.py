@@ -138,7 +138,9 @@ class _RateMeter:
 class _PeerState:
     """What the session tracks per connection."""
 
-    def __init__(self, conn: PeerConnection, num_pieces: int, cfg: SessionConfig) -> None:
+    def __init__(
+        self, conn: PeerConnection, num_pieces: int, cfg: SessionConfig
+    ) -> None:
         self.conn = conn
         self.bitfield = Bitfield(num_pieces)
         self.am_choking = True
@@ -286,7 +288,7 @@ class TorrentSession:
         self._last_rechoke_request = 0.0
         self._piece_chars = ""
 
-    # -- lifecycle ------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------
     def _now(self) -> float:
         return self._loop.time()
 
@@ -351,7 +353,7 @@ class TorrentSession:
         else:
             self.state = "downloading"
 
-    # -- peers from discovery -------------------------------------------------------
+    # -- peers from discovery --------------------------------------------------
     def add_peers(self, addrs: list[PeerAddr], source: str) -> None:
         """Candidates from any source (tracker, DHT, PEX, the command line)."""
         added = 0
@@ -403,7 +405,9 @@ class TorrentSession:
                         addr.port,
                     )
             conn.addr = addr
-            conn.write(wire.encode_handshake(self.info_hash, self.peer_id, self._reserved))
+            conn.write(
+                wire.encode_handshake(self.info_hash, self.peer_id, self._reserved)
+            )
             await self._run_peer(conn, handshake_pending=True)
         except (OSError, TimeoutError) as exc:
             log.debug("%s: connect to %s failed: %r", self._tag, addr, exc)
@@ -451,7 +455,7 @@ class TorrentSession:
             peer_id=conn.peer_id.hex(),
         )
 
-    # -- MessageHandler ---------------------------------------------------------------
+    # -- MessageHandler --------------------------------------------------------
     def on_handshake(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> None:
         # Only outgoing connections reach here (incoming ones go through accept).
         if hs.info_hash != self.info_hash:
@@ -497,13 +501,11 @@ class TorrentSession:
         if state is None:
             return
         self.picker.peer_gone(conn, state.bitfield)
-        self._emit(
-            "peer_disconnected", addr=str(conn.addr), reason=conn.close_reason
-        )
+        self._emit("peer_disconnected", addr=str(conn.addr), reason=conn.close_reason)
         self._wake_all_requesters()
         self._wake_connector.set()
 
-    # -- incoming messages ------------------------------------------------------------
+    # -- incoming messages -----------------------------------------------------
     def on_message(self, conn: PeerConnection, msg: wire.PeerMessage) -> None:
         state = self.peers.get(conn)
         if state is None:
@@ -562,7 +564,9 @@ class TorrentSession:
         buf = self._buffers.get(index)
         if buf is None or begin + length > len(buf):
             return None
-        if not self.picker.is_outstanding(state.conn, BlockRequest(index, begin, length)):
+        if not self.picker.is_outstanding(
+            state.conn, BlockRequest(index, begin, length)
+        ):
             return None
         return memoryview(buf)[begin : begin + length]
 
@@ -583,7 +587,9 @@ class TorrentSession:
         state.outstanding = max(0, state.outstanding - 1)
         buf = self._buffers.get(msg.index)
         if buf is None:  # cannot happen: buffers live while blocks are wanted
-            buf = self._buffers[msg.index] = bytearray(self.picker.piece_size(msg.index))
+            buf = self._buffers[msg.index] = bytearray(
+                self.picker.piece_size(msg.index)
+            )
         if not msg.in_place:
             buf[msg.begin : msg.begin + length] = msg.block
         state.pipeline.record_block(length, now)
@@ -592,7 +598,9 @@ class TorrentSession:
         self.downloaded_from[conn.peer_id.hex()] += length
         for other, req in outcome.cancels:
             if isinstance(other, PeerConnection):
-                other.send(wire.Cancel(index=req.index, begin=req.begin, length=req.length))
+                other.send(
+                    wire.Cancel(index=req.index, begin=req.begin, length=req.length)
+                )
                 other_state = self.peers.get(other)
                 if other_state is not None:
                     other_state.outstanding = max(0, other_state.outstanding - 1)
@@ -618,13 +626,18 @@ class TorrentSession:
         cancels = self.picker.piece_verified(index)
         for other, req in cancels:
             if isinstance(other, PeerConnection):
-                other.send(wire.Cancel(index=req.index, begin=req.begin, length=req.length))
+                other.send(
+                    wire.Cancel(index=req.index, begin=req.begin, length=req.length)
+                )
         have = wire.encode(wire.Have(index=index))
         for conn, state in self.peers.items():
             conn.write(have)
-            if state.am_interested and state.bitfield[index]:
-                if not self.picker.is_interesting(state.bitfield):
-                    self._set_interested(state, False)
+            if (
+                state.am_interested
+                and state.bitfield[index]
+                and not self.picker.is_interesting(state.bitfield)
+            ):
+                self._set_interested(state, False)
         self._emit("piece_verified", piece=index, have=self.picker.have_count)
         if self.is_complete:
             self._update_state()
@@ -644,7 +657,9 @@ class TorrentSession:
                 self._banned_addrs.add(conn.addr)
                 self._candidates.pop(conn.addr, None)
             self._emit("peer_banned", addr=str(conn.addr), reason="sent corrupt data")
-            log.info("%s: banned %s: sent data that failed the hash", self._tag, conn.addr)
+            log.info(
+                "%s: banned %s: sent data that failed the hash", self._tag, conn.addr
+            )
             conn.close("banned: sent corrupt data")
 
     def _on_request(self, state: _PeerState, msg: wire.Request) -> None:
@@ -664,7 +679,7 @@ class TorrentSession:
         state.requests.append(msg)
         state.wake_uploader.set()
 
-    # -- per-peer tasks ---------------------------------------------------------------
+    # -- per-peer tasks --------------------------------------------------------
     def _wake_all_requesters(self) -> None:
         for state in self.peers.values():
             state.wake_requester.set()
@@ -683,10 +698,12 @@ class TorrentSession:
             reqs = self.picker.pick(conn, state.bitfield, room)
             if not reqs:
                 continue
-            out = []
+            out: list[bytes] = []
             for req in reqs:
                 if req.index not in self._buffers:
-                    self._buffers[req.index] = bytearray(self.picker.piece_size(req.index))
+                    self._buffers[req.index] = bytearray(
+                        self.picker.piece_size(req.index)
+                    )
                 wait = self.down_limit.reserve(req.length, self._now())
                 if wait > 0:
                     if out:
@@ -696,7 +713,11 @@ class TorrentSession:
                     if state.peer_choking or not conn.is_open:
                         break
                 out.append(
-                    wire.encode(wire.Request(index=req.index, begin=req.begin, length=req.length))
+                    wire.encode(
+                        wire.Request(
+                            index=req.index, begin=req.begin, length=req.length
+                        )
+                    )
                 )
                 state.outstanding += 1
             if out:
@@ -732,7 +753,7 @@ class TorrentSession:
             state.up.add(req.length, now)
             self._up_meter.add(req.length, now)
 
-    # -- timers -------------------------------------------------------------------------
+    # -- timers ----------------------------------------------------------------
     def _request_rechoke(self) -> None:
         """A peer became interested: rechoke soon if a slot may be free, so
         that a new leecher does not wait for the 10-second round."""
@@ -771,7 +792,9 @@ class TorrentSession:
                     continue
                 if now - conn.last_sent > KEEPALIVE_INTERVAL_S:
                     conn.send(wire.KeepAlive())
-                if state.outstanding and state.pipeline.is_snubbed(now, state.outstanding):
+                if state.outstanding and state.pipeline.is_snubbed(
+                    now, state.outstanding
+                ):
                     # Reissue its blocks to others; it stays connected but
                     # loses its regular unchoke slot (choker excludes snubbed).
                     self._emit("peer_snubbed", addr=str(conn.addr))
@@ -783,7 +806,7 @@ class TorrentSession:
             if self._candidates:
                 self._wake_connector.set()
 
-    # -- statistics ----------------------------------------------------------------------
+    # -- statistics ------------------------------------------------------------
     def bytes_left(self) -> int:
         """Bytes not yet verified (the tracker's ``left``)."""
         meta = self.meta
@@ -838,4 +861,3 @@ class TorrentSession:
             )
             for conn, state in self.peers.items()
         ]
-

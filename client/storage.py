@@ -116,9 +116,7 @@ class Storage:
             try:
                 written = 0
                 while written < seg.length:
-                    written += os.pwrite(
-                        fd, chunk[written:], seg.file_offset + written
-                    )
+                    written += os.pwrite(fd, chunk[written:], seg.file_offset + written)
             except OSError as exc:
                 raise StorageError(
                     f"storage: writing piece {index} to "

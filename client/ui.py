@@ -77,7 +77,9 @@ def render_piece_map(piece_map: str, width: int = PIECE_MAP_WIDTH) -> Text:
     return text
 
 
-def render_session(stats: SessionStats, peers: Sequence[PeerInfo] = ()) -> RenderableType:
+def render_session(
+    stats: SessionStats, peers: Sequence[PeerInfo] = ()
+) -> RenderableType:
     """The live panel of one torrent."""
     done = stats.pieces_have / stats.pieces if stats.pieces else 1.0
     head = Table.grid(padding=(0, 2))

@@ -12,7 +12,9 @@ import shutil
 import pytest
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
     for item in items:
         path = str(item.path)
         for tier in ("sim", "e2e", "interop"):

@@ -101,4 +101,6 @@ class PieceLayout:
         if n == 0:
             return range(0)
         start = self._starts[file_index]
-        return range(start // self.piece_length, (start + n - 1) // self.piece_length + 1)
+        return range(
+            start // self.piece_length, (start + n - 1) // self.piece_length + 1
+        )

@@ -54,9 +54,9 @@ __all__ = [
     "KeepAlive",
     "MessageId",
     "NotInterested",
-    "Piece",
     "PeerMessage",
     "PeerWire",
+    "Piece",
     "Port",
     "Request",
     "Unchoke",
@@ -540,7 +540,9 @@ class PeerWire:
         if mid == MessageId.EXTENDED:
             if size < 1:
                 raise self._fail("wire: extended message without an id")
-            return Extended(ext_id=buf[pos], payload=bytes(self._view[pos + 1 : pos + size]))
+            return Extended(
+                ext_id=buf[pos], payload=bytes(self._view[pos + 1 : pos + size])
+            )
         # BEP 3 leaves room for new ids; ignoring unknown ones keeps us
         # compatible with extensions we don't speak (e.g. BEP 6's).
         return _KEEPALIVE

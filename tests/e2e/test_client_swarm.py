@@ -54,11 +54,13 @@ async def test_swarm_of_three_leechers_trades_and_copies_are_identical(
                     e = await eng.__aenter__()
                     engines.append(eng)
                     leechers.append(
-                        e.add_torrent(meta, tmp_path / f"leech{i}", config=fast_session())
+                        e.add_torrent(
+                            meta, tmp_path / f"leech{i}", config=fast_session()
+                        )
                     )
                 await complete_all(leechers, timeout_s=90)
                 seeder_id = seeder.peer_id.hex()
-                for i, leecher in enumerate(leechers):
+                for i in range(len(leechers)):
                     got = tree_bytes(tmp_path / f"leech{i}")
                     want = tree_bytes(src)
                     assert got == want

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 from dht import DhtNode, PeerAddr, testing_config
 
 NODES = 32
+REPO = str(Path(__file__).resolve().parents[2])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 async def test_dht_udp_bootstrap_chain_announce_and_get_peers() -> None:
@@ -23,7 +31,7 @@ async def test_dht_udp_bootstrap_chain_announce_and_get_peers() -> None:
         ]
         async with asyncio.timeout(60):
             # A chain: each node joins through the one before it.
-            for prev, node in zip(nodes, nodes[1:], strict=False):
+            for prev, node in itertools.pairwise(nodes):
                 await node.bootstrap([prev.address], timeout_s=10)
             # A second round so early nodes learn about the later ones.
             await asyncio.gather(
@@ -64,13 +72,13 @@ async def test_dht_udp_routing_table_saved_and_loaded(tmp_path: Path) -> None:
             await stack.enter_async_context(DhtNode(config=cfg)) for _ in range(10)
         ]
         async with asyncio.timeout(30):
-            for prev, node in zip(others, others[1:], strict=False):
+            for prev, node in itertools.pairwise(others):
                 await node.bootstrap([prev.address], timeout_s=10)
             async with DhtNode(config=cfg, state_path=state) as node:
                 await node.bootstrap([others[0].address], timeout_s=10)
                 saved_id = node.node_id
                 assert node.statistics().routing_table_size >= 5
-            data = json.loads(state.read_text())
+            data = _read_json(state)
             assert data["node_id"] == saved_id.hex()
             assert len(data["nodes"]) >= 5
 
@@ -78,12 +86,11 @@ async def test_dht_udp_routing_table_saved_and_loaded(tmp_path: Path) -> None:
             # through the saved nodes without being told any bootstrap node.
             async with DhtNode(config=cfg, state_path=state) as again:
                 assert again.node_id == saved_id
-                while again.statistics().routing_table_size < 5:
-                    await asyncio.sleep(0.02)
+                await again.wait_table_size(5)
 
 
 async def test_dht_cli_prints_port_first(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": REPO}
     code = (
         "import argparse,sys\n"
         "from client import cli_dht\n"
@@ -124,4 +131,4 @@ async def test_dht_cli_prints_port_first(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             await proc.wait()
-        assert (tmp_path / "s.json").exists()
+        assert _read_json(tmp_path / "s.json")["nodes"]
