@@ -114,7 +114,7 @@ class DhtNode:
         self._sleep_until: float | None = None
         self._waiters: dict[int, _Waiter] = {}
         self._announces: dict[int, asyncio.Future[AnnounceDone]] = {}
-        self._peers_announced_to_us = 0
+        self._table_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -176,6 +176,20 @@ class DhtNode:
 
     def routing_nodes(self) -> list[NodeInfo]:
         return self._running().routing_nodes()
+
+    async def wait_table_size(self, size: int) -> None:
+        """Wait until the routing table holds at least ``size`` nodes."""
+        core = self._running()
+        if len(core.routing_table) >= size:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._table_waiters.append((size, fut))
+        try:
+            await fut
+        finally:
+            self._table_waiters = [
+                (n, f) for n, f in self._table_waiters if f is not fut
+            ]
 
     def _running(self) -> DhtCore:
         if self._core is None:
@@ -381,6 +395,11 @@ class DhtNode:
                     log.debug("dht: %s announced for %s", peer, ih.hex()[:8])
                 case QueryTimedOut(addr=addr, method=method):
                     log.debug("dht: %s to %s timed out", method, addr)
+        if self._table_waiters and self._core is not None:
+            size = len(self._core.routing_table)
+            for n, waiting in self._table_waiters:
+                if size >= n and not waiting.done():
+                    waiting.set_result(None)
         deadline = self._core.next_deadline() if self._core is not None else None
         if deadline is not None and (
             self._sleep_until is None or deadline < self._sleep_until

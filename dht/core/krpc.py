@@ -180,7 +180,7 @@ def encode_message(msg: KrpcMessage) -> bytes:
             out[b"r"] = r
         case ErrorMessage():
             out[b"y"] = b"e"
-            out[b"e"] = [msg.code, msg.message.encode("utf-8", "replace")]
+            out[b"e"] = [int(msg.code), msg.message.encode("utf-8", "replace")]
         case _:
             assert_never(msg)
     if msg.version is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,11 +67,15 @@ class Swarm:
             out.append((a, ev))
         return out
 
-    def true_closest(self, target: bytes, exclude: PeerAddr) -> list[bytes]:
+    def true_closest(self, target: bytes, exclude: PeerAddr) -> list[NodeId]:
         t = id_to_int(target)
         ids = [self.cores[a].node_id for a in self.live() if a != exclude]
         ids.sort(key=lambda i: id_to_int(i) ^ t)
         return ids[:K]
+
+
+def _all_done(swarm: Swarm, pending: list[tuple[PeerAddr, int]]) -> Callable[[], bool]:
+    return lambda: all(swarm.done_event(a, i) is not None for a, i in pending)
 
 
 def build_swarm(seed: int) -> Swarm:
@@ -93,9 +98,7 @@ def build_swarm(seed: int) -> Swarm:
             lookup_id, outs = cores[addr].bootstrap([router], net.now)
             net.feed(addr, outs)
             pending.append((addr, lookup_id))
-        assert net.run_until(
-            lambda p=pending: all(swarm.done_event(a, i) for a, i in p), 60.0
-        )
+        assert net.run_until(_all_done(swarm, pending), 60.0)
     # Early joiners saw a small network; one more bootstrap round each (own-id
     # lookup plus a refresh of every bucket, as BEP 5's 15-minute refresh
     # would do over time) lets every table see the whole network.
@@ -105,9 +108,7 @@ def build_swarm(seed: int) -> Swarm:
             lookup_id, outs = cores[addr].bootstrap([], net.now)
             net.feed(addr, outs)
             pending.append((addr, lookup_id))
-        assert net.run_until(
-            lambda p=pending: all(swarm.done_event(a, i) for a, i in p), 60.0
-        )
+        assert net.run_until(_all_done(swarm, pending), 60.0)
     net.run_for(5.0)  # let verification pings settle
     return swarm
 
