@@ -53,7 +53,7 @@ def sends(outs: list[Output]) -> list[SendDatagram]:
 
 def reply_to(
     core: DhtCore, wire: bytes, addr: PeerAddr = PEER, now: float = 0.0
-) -> dict:
+) -> dict[bytes, Any]:
     """Send one query; return the decoded bencoded reply to ``addr``."""
     outs = [o for o in sends(core.handle_datagram(wire, addr, now)) if o.addr == addr]
     replies = [bencodepy.decode(o.payload) for o in outs]
