@@ -262,7 +262,11 @@ class TorrentSession:
         self.peers: dict[PeerConnection, _PeerState] = {}
         self._buffers: dict[int, bytearray] = {}
         self._cache = PieceCache(self.storage)
-        self._verify_slots = asyncio.Semaphore(VERIFY_CONCURRENCY)
+        # Completed pieces waiting to be hashed; a piece is queued at most
+        # once at a time, so the torrent's piece count bounds it.
+        self._verify_queue: asyncio.Queue[int] = asyncio.Queue(
+            maxsize=max(1, meta.num_pieces)
+        )
         self._half_open = asyncio.Semaphore(config.max_half_open)
         self._candidates: collections.OrderedDict[PeerAddr, str] = (
             collections.OrderedDict()
@@ -332,6 +336,8 @@ class TorrentSession:
                 self._started.set()
                 tg.create_task(self._ticker())
                 tg.create_task(self._connector())
+                for _ in range(VERIFY_CONCURRENCY):
+                    tg.create_task(self._verifier())
                 if self.is_complete and not self.cfg.seed_after_complete:
                     raise _PeerDone
                 if not self.cfg.seed_after_complete:
@@ -605,14 +611,17 @@ class TorrentSession:
                 if other_state is not None:
                     other_state.outstanding = max(0, other_state.outstanding - 1)
         if outcome.piece_done:
-            assert self._tg is not None
-            self._tg.create_task(self._verify(msg.index))
+            self._verify_queue.put_nowait(msg.index)
         state.wake_requester.set()
+
+    async def _verifier(self) -> None:
+        while True:
+            index = await self._verify_queue.get()
+            await self._verify(index)
 
     async def _verify(self, index: int) -> None:
         buf = self._buffers[index]
-        async with self._verify_slots:
-            ok = await asyncio.to_thread(self.storage.verify_and_write, index, buf)
+        ok = await asyncio.to_thread(self.storage.verify_and_write, index, buf)
         self._buffers.pop(index, None)
         if not ok:
             self.hash_failures += 1
@@ -692,7 +701,9 @@ class TorrentSession:
             if state.peer_choking or not state.am_interested or not conn.is_open:
                 continue
             now = self._now()
-            room = state.pipeline.depth(now) - state.outstanding
+            # A snubbed peer keeps one request, to prove itself with.
+            depth = 1 if state.pipeline.snubbed else state.pipeline.depth(now)
+            room = depth - state.outstanding
             if room <= 0:
                 continue
             reqs = self.picker.pick(conn, state.bitfield, room)

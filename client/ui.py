@@ -123,6 +123,9 @@ class JsonEvents:
         self._t0 = time.monotonic()
 
     def __call__(self, name: str, fields: dict[str, Any]) -> None:
+        if "event" in fields:  # e.g. a tracker's announce event: keep both
+            fields = {**fields, "tracker_event": fields["event"]}
+            del fields["event"]
         record = {"event": name, "t": round(time.monotonic() - self._t0, 3), **fields}
         self._out.write(json.dumps(record, default=str) + "\n")
         self._out.flush()
