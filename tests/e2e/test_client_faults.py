@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -185,10 +186,8 @@ async def test_failing_tracker_retried_with_growing_backoff_while_download_conti
             )
             assert not leecher.is_complete
             first = attempts[:4]
-            gaps = [b - a for a, b in zip(first, first[1:], strict=False)]
-            assert all(
-                later > earlier for earlier, later in zip(gaps, gaps[1:], strict=False)
-            )
+            gaps = [b - a for a, b in itertools.pairwise(first)]
+            assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
             tstats = leech.trackers[meta.info_hash].statistics()
             assert tstats.failures_in_row >= 3
             async with asyncio.timeout(30):
