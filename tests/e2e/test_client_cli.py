@@ -97,7 +97,7 @@ async def run(*args: str) -> tuple[int, str, str]:
 
 
 async def test_bad_torrent_is_one_error_line(tmp_path: Path) -> None:
-    code, out, err = await run(
+    code, _, err = await run(
         "download",
         str(REPO / "sample_files" / "bad" / "not_bencode.torrent"),
         "-o",
