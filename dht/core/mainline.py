@@ -165,6 +165,7 @@ class DhtCore:
         self._next_lookup = 1
         self._verified: dict[PeerAddr, float] = {}
         self._maintenance_at: float | None = None
+        self._bootstrap_seeds: list[PeerAddr] = []
         self._upkeep_at: float | None = None
         self._started = False
         self._counts: dict[str, int] = dict.fromkeys(
@@ -283,6 +284,11 @@ class DhtCore:
             self._maintenance_at = now + self._cfg.maintenance_interval_s
             self._peers.expire(now)
             self._tokens.make("0.0.0.0", now)  # rotates the secret when due
+            if not len(self._table) and self._bootstrap_seeds:
+                # BEP 5: an empty table means we are not in the DHT; retry the
+                # last bootstrap nodes once per maintenance interval.
+                _, more = self.bootstrap(self._bootstrap_seeds, now)
+                out.extend(more)
             for target in self._table.refresh_targets(now, self._rng):
                 self._begin_lookup(out, target, LookupKind.FIND_NODE, now, [], None)
             self._verified = {a: t for a, t in self._verified.items() if t > now}
