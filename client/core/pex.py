@@ -23,7 +23,6 @@ import bencodepy
 from client.core.extensions import decode_ext_dict
 from client.errors import LocalPeerProtocolError, RemotePeerProtocolError
 from dht import CompactFormatError, PeerAddr, decode_peers, decode_peers6, encode_peers
-from dht.core.compact import COMPACT_PEER_V4_BYTES, COMPACT_PEER_V6_BYTES
 
 __all__ = [
     "MAX_PEX_ADDED",
@@ -48,6 +47,8 @@ PEX_UTP = 0x04  # supports uTP (BEP 29); we never set it
 PEX_HOLEPUNCH = 0x08  # supports ut_holepunch (BEP 55); we never set it
 PEX_REACHABLE = 0x10  # we reached it by an outgoing connection: it is connectable
 
+COMPACT_PEER_V4_BYTES = 6  # IPv4 address + port (BEP 23)
+COMPACT_PEER_V6_BYTES = 18  # IPv6 address + port (BEP 7)
 MAX_PEX_ADDED = 50  # added peers per message, IPv4 and IPv6 together
 MAX_PEX_DROPPED = 50  # dropped peers per message, IPv4 and IPv6 together
 PEX_INTERVAL_S = 60.0  # at most one message a minute per connection
@@ -131,10 +132,18 @@ def encode_pex(
     return out
 
 
-def _compact(d: dict[bytes, object], key: bytes) -> list[PeerAddr]:
+def _compact(
+    d: dict[bytes, object], key: bytes, limit: int
+) -> tuple[list[PeerAddr], int]:
+    """Decode the first ``limit`` peers of compact string ``key``.
+
+    Returns:
+        Those peers and how many the string holds in all (every entry is
+        length-checked; only the first ``limit`` are decoded).
+    """
     value = d.get(key)
     if value is None:
-        return []
+        return [], 0
     if not isinstance(value, bytes):
         raise RemotePeerProtocolError(
             f"{_WHAT}: {key.decode()!r} is a {type(value).__name__}, not a string"
@@ -145,17 +154,21 @@ def _compact(d: dict[bytes, object], key: bytes) -> list[PeerAddr]:
         raise RemotePeerProtocolError(
             f"{_WHAT}: {key.decode()!r} is {len(value)} bytes, not a multiple of {size}"
         )
+    head = value[: limit * size]
     try:
-        return decode_peers6(value) if v6 else decode_peers(value)
+        peers = decode_peers6(head) if v6 else decode_peers(head)
     except CompactFormatError as exc:
         raise RemotePeerProtocolError(f"{_WHAT}: {exc}") from exc
+    return peers, len(value) // size
 
 
-def _flags(d: dict[bytes, object], key: bytes, count: int) -> list[int]:
-    value = d.get(key)
-    if isinstance(value, bytes) and len(value) == count:
-        return list(value)
-    return [0] * count  # absent or mismatched: flags unknown, as libtorrent does
+def _added(d: dict[bytes, object], key: bytes) -> list[tuple[PeerAddr, int]]:
+    # A few spare entries are decoded because port-0 ones are skipped.
+    peers, total = _compact(d, key, 2 * MAX_PEX_ADDED)
+    flags = d.get(key + b".f")
+    if not isinstance(flags, bytes) or len(flags) != total:
+        flags = bytes(total)  # absent or mismatched: flags unknown, as libtorrent
+    return [(a, f) for a, f in zip(peers, flags, strict=False) if a.port != 0]
 
 
 def parse_pex(payload: bytes) -> PexMessage:
@@ -176,19 +189,13 @@ def parse_pex(payload: bytes) -> PexMessage:
             f"{MAX_PEX_PAYLOAD_BYTES}-byte cap"
         )
     d = decode_ext_dict(payload, what=_WHAT)
-    added4 = _compact(d, b"added")
-    added6 = _compact(d, b"added6")
-    flags4 = _flags(d, b"added.f", len(added4))
-    flags6 = _flags(d, b"added6.f", len(added6))
-    pairs = list(zip(added4, flags4, strict=True)) + list(
-        zip(added6, flags6, strict=True)
-    )
-    pairs = [(a, f) for a, f in pairs if a.port != 0][:MAX_PEX_ADDED]
-    dropped = (_compact(d, b"dropped") + _compact(d, b"dropped6"))[:MAX_PEX_DROPPED]
+    pairs = (_added(d, b"added") + _added(d, b"added6"))[:MAX_PEX_ADDED]
+    dropped4, _ = _compact(d, b"dropped", MAX_PEX_DROPPED)
+    dropped6, _ = _compact(d, b"dropped6", MAX_PEX_DROPPED)
     return PexMessage(
         added=tuple(a for a, _ in pairs),
         added_flags=tuple(f for _, f in pairs),
-        dropped=tuple(dropped),
+        dropped=tuple((dropped4 + dropped6)[:MAX_PEX_DROPPED]),
     )
 
 
