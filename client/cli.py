@@ -20,8 +20,8 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.logging import RichHandler
 
-from client import cli_torrent
-from client.core.magnet import magnet_from_metainfo
+from client import cli_dht, cli_torrent, demo
+from client.core.magnet import Magnet, magnet_from_metainfo, parse_magnet
 from client.core.metainfo import Metainfo
 from client.core.ratelimit import parse_rate
 from client.engine import Engine, EngineConfig
@@ -29,7 +29,7 @@ from client.errors import ClientError
 from client.maketorrent import create_torrent, load_metainfo
 from client.session import SessionConfig, TorrentSession
 from client.ui import JsonEvents, LiveDisplay, render_session
-from dht import DhtError, PeerAddr
+from dht import DEFAULT_BOOTSTRAP_NODES, DhtError, PeerAddr
 from tracker import TrackerConfig, TrackerError, TrackerServer, run_tracker
 
 __all__ = ["build_parser", "main"]
@@ -62,6 +62,21 @@ def _add_peer_options(p: argparse.ArgumentParser) -> None:
         metavar="RATE",
         help="bytes/s, K/M suffixes",
     )
+    p.add_argument(
+        "--dht-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="UDP port of our DHT node (default: the listen port; 0 = any)",
+    )
+    p.add_argument(
+        "--dht-bootstrap",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="join the DHT through this node (repeatable; default: public routers)",
+    )
+    p.add_argument("--no-dht", action="store_true", help="no DHT (BEP 5)")
     p.add_argument(
         "--peer",
         action="append",
@@ -108,15 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_tracker)
 
-    try:
-        from client import cli_dht
-    except ImportError:  # the DHT command arrives with the DHT package
-        pass
-    else:
-        cli_dht.register(sub)
-
-    from client import demo
-
+    cli_dht.register(sub)
     demo.register(sub)
     return parser
 
@@ -173,11 +180,19 @@ def _parse_peers(texts: list[str]) -> list[PeerAddr]:
 
 
 def _engine_config(args: argparse.Namespace) -> EngineConfig:
+    dht_port = None
+    bootstrap: tuple[str, ...] = ()
+    if not args.no_dht:
+        dht_port = args.dht_port if args.dht_port is not None else args.port
+        # Public routers (by host name) only when the user names no node.
+        bootstrap = tuple(args.dht_bootstrap) or DEFAULT_BOOTSTRAP_NODES
     return EngineConfig(
         host=args.host,
         port=args.port,
         max_upload_rate=args.max_upload_rate,
         max_download_rate=args.max_download_rate,
+        dht_port=dht_port,
+        dht_bootstrap=bootstrap,
     )
 
 
@@ -201,16 +216,23 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     target: str = args.target
+    source: Metainfo | Magnet
     if target[:7].lower() == "magnet:":
-        raise ClientError("magnet links need metadata from peers: not supported yet")
-    meta = load_metainfo(Path(target))
+        source = parse_magnet(target)
+        if args.no_dht and not source.trackers and not source.peers and not args.peer:
+            raise ClientError(
+                "this magnet link names no tracker and no peer, and --no-dht "
+                "leaves no way to find peers"
+            )
+    else:
+        source = load_metainfo(Path(target))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    return _run_session(args, meta, out, seed=args.seed)
+    return _run_session(args, source, out, seed=args.seed)
 
 
 def _run_session(
-    args: argparse.Namespace, meta: Metainfo, save_dir: Path, *, seed: bool
+    args: argparse.Namespace, meta: Metainfo | Magnet, save_dir: Path, *, seed: bool
 ) -> int:
     try:
         return asyncio.run(_session_main(args, meta, save_dir, seed=seed))
@@ -221,7 +243,7 @@ def _run_session(
 
 
 async def _session_main(
-    args: argparse.Namespace, meta: Metainfo, save_dir: Path, *, seed: bool
+    args: argparse.Namespace, source: Metainfo | Magnet, save_dir: Path, *, seed: bool
 ) -> int:
     events = JsonEvents() if args.json else None
 
@@ -232,9 +254,20 @@ async def _session_main(
     console = Console()
     async with Engine(_engine_config(args), on_event=on_event) as engine:
         config = SessionConfig(seed_after_complete=seed)
-        session = engine.add_torrent(
-            meta, save_dir, config=config, peers=_parse_peers(args.peer)
-        )
+        peers = _parse_peers(args.peer)
+        if isinstance(source, Magnet):
+            on_event(
+                "fetching_metadata",
+                {"info_hash": source.info_hash_hex, "port": engine.address.port},
+            )
+            if not args.json and not args.quiet:
+                console.print(f"fetching metadata for {source.info_hash_hex} ...")
+            session = await engine.open_magnet(
+                source, save_dir, config=config, peers=peers
+            )
+        else:
+            session = engine.add_torrent(source, save_dir, config=config, peers=peers)
+        meta = session.meta
         on_event(
             "started",
             {

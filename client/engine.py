@@ -21,12 +21,14 @@ from types import TracebackType
 from typing import Any
 
 from client.core import wire
-from client.core.metainfo import Metainfo
+from client.core.magnet import Magnet
+from client.core.metainfo import Metainfo, parse_info
 from client.core.ratelimit import TokenBucket
+from client.metadata_fetch import MetadataFetcher
 from client.peer import PeerConnection
 from client.session import SessionConfig, TorrentSession
 from client.tracker_client import TrackerClient, TrackerClientConfig, TransferStats
-from dht import PeerAddr
+from dht import DhtConfig, DhtError, DhtNode, PeerAddr
 
 __all__ = ["Engine", "EngineConfig", "make_peer_id"]
 
@@ -50,6 +52,16 @@ class EngineConfig:
     max_download_rate: float | None = None
     handshake_timeout_s: float = 10.0
     tracker: TrackerClientConfig = field(default_factory=TrackerClientConfig)
+    #: run a Mainline DHT node (BEP 5) on this UDP port (0 = any); None = off
+    dht_port: int | None = None
+    #: nodes to join the DHT through (``HOST:PORT``)
+    dht_bootstrap: tuple[str, ...] = ()
+    dht_state_path: str | None = None
+    dht_config: DhtConfig | None = None
+    #: seconds between DHT re-announces of a torrent (BEP 5 peers expire
+    #: after 30 minutes); lookups repeat sooner while a torrent has no peers
+    dht_announce_interval_s: float = 900.0
+    dht_retry_s: float = 5.0
 
     @classmethod
     def testing(cls, **overrides: Any) -> EngineConfig:
@@ -92,6 +104,9 @@ class Engine:
         self.global_up: TokenBucket | None = None
         self.global_down: TokenBucket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.fetchers: dict[bytes, MetadataFetcher] = {}
+        self.dht: DhtNode | None = None
+        self._dht_ready = asyncio.Event()
 
     # -- context manager -------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -109,9 +124,38 @@ class Engine:
             else "127.0.0.1"
         )
         self.address = PeerAddr(host, int(sockname[1]))
+        if self.config.dht_port is not None:
+            self.dht = DhtNode(
+                host=host,
+                port=self.config.dht_port,
+                config=self.config.dht_config,
+                state_path=self.config.dht_state_path,
+            )
+            await self.dht.__aenter__()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
+        if self.dht is not None:
+            self._tg.create_task(self._dht_bootstrap(self.dht))
         return self
+
+    @property
+    def reserved(self) -> bytes:
+        """Our handshake's reserved bits: BEP 10, and BEP 5 with a DHT."""
+        return wire.make_reserved(extension=True, dht=self.dht is not None)
+
+    async def _dht_bootstrap(self, dht: DhtNode) -> None:
+        try:
+            if self.config.dht_bootstrap:
+                size = await dht.bootstrap(list(self.config.dht_bootstrap))
+                log.info(
+                    "dht: joined through %s, %d nodes",
+                    ", ".join(self.config.dht_bootstrap),
+                    size,
+                )
+        except (DhtError, OSError) as exc:
+            log.warning("dht: bootstrap failed: %s", exc)
+        finally:
+            self._dht_ready.set()
 
     async def __aexit__(
         self,
@@ -132,6 +176,8 @@ class Engine:
             await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
+            if self.dht is not None:
+                await self.dht.__aexit__(None, None, None)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1):
                     await self._server.wait_closed()
@@ -145,6 +191,7 @@ class Engine:
         config: SessionConfig | None = None,
         peers: list[PeerAddr] | None = None,
         use_trackers: bool = True,
+        known: dict[PeerAddr, str] | None = None,
     ) -> TorrentSession:
         """Start downloading (or seeding) ``meta`` into ``save_dir``."""
         if self._tg is None:
@@ -161,7 +208,8 @@ class Engine:
             global_down=self.global_down,
             on_event=self._on_event,
             rng=random.Random(self._rng.getrandbits(64)),
-            reserved=wire.make_reserved(extension=False),
+            reserved=self.reserved,
+            dht_port=self.dht.address.port if self.dht is not None else None,
         )
         session.add_own_address(self.address)
         self.sessions[meta.info_hash] = session
@@ -181,6 +229,8 @@ class Engine:
             self.trackers[meta.info_hash] = tracker
         if peers:
             session.add_peers(peers, "manual")
+        for addr, source in (known or {}).items():
+            session.add_peers([addr], source)
         task = self._tg.create_task(self._torrent_main(session, tracker))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -194,6 +244,8 @@ class Engine:
                 if tracker is not None:
                     tg.create_task(tracker.run())
                     tg.create_task(self._announce_completed(session, tracker))
+                if self.dht is not None and not session.meta.private:
+                    tg.create_task(self._dht_loop(session.info_hash, session))
                 await session.run()
                 raise _Stop
         except* _Stop:
@@ -203,6 +255,96 @@ class Engine:
             if tracker is not None:
                 # BEP 3: tell the tracker we are leaving, even when cancelled.
                 await asyncio.shield(tracker.announce_stopped())
+
+    async def _dht_loop(
+        self, info_hash: bytes, session: TorrentSession | MetadataFetcher
+    ) -> None:
+        """Look the torrent up in the DHT and announce it, again and again:
+        soon while it has no peers, every ``dht_announce_interval_s`` after."""
+        dht = self.dht
+        assert dht is not None
+        await self._dht_ready.wait()
+        while True:
+            found = 0
+
+            def on_peers(batch: list[PeerAddr]) -> None:
+                nonlocal found
+                found += len(batch)
+                session.add_peers(batch, "dht")
+
+            try:
+                await dht.lookup_peers(info_hash, on_peers)
+                await dht.announce(info_hash, self.address.port)
+            except (DhtError, OSError, TimeoutError) as exc:
+                log.info("dht: %s: %s", info_hash.hex()[:8], exc)
+            self._emit("dht_lookup", info_hash=info_hash.hex(), peers=found)
+            if found and isinstance(session, TorrentSession) and session.peers:
+                delay = self.config.dht_announce_interval_s
+            else:
+                delay = self.config.dht_retry_s
+            await asyncio.sleep(delay)
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(name, fields)
+
+    async def open_magnet(
+        self,
+        magnet: Magnet,
+        save_dir: Path,
+        *,
+        config: SessionConfig | None = None,
+        peers: list[PeerAddr] | None = None,
+    ) -> TorrentSession:
+        """Fetch the magnet's metadata from the swarm, then start its torrent.
+
+        Peers come from ``x.pe``, ``peers``, the magnet's trackers and the DHT.
+        """
+        if self._tg is None:
+            raise RuntimeError("engine is not running")
+        existing = self.sessions.get(magnet.info_hash)
+        if existing is not None:
+            return existing
+        fetcher = MetadataFetcher(
+            magnet.info_hash,
+            peer_id=self.peer_id,
+            listen_port=self.address.port,
+            reserved=self.reserved,
+            rng=random.Random(self._rng.getrandbits(64)),
+            on_event=self._on_event,
+        )
+        fetcher.own_addrs.add(self.address)
+        fetcher.add_peers(list(magnet.peers), "magnet")
+        if peers:
+            fetcher.add_peers(peers, "manual")
+        self.fetchers[magnet.info_hash] = fetcher
+        tiers = tuple((url,) for url in magnet.trackers)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if tiers:
+                    tracker = TrackerClient(
+                        info_hash=magnet.info_hash,
+                        peer_id=self.peer_id,
+                        port=self.address.port,
+                        announce_tiers=tiers,
+                        # size unknown until the metadata arrives: not a seed
+                        stats=lambda: TransferStats(uploaded=0, downloaded=0, left=1),
+                        on_peers=lambda addrs: fetcher.add_peers(addrs, "tracker"),
+                        config=self.config.tracker,
+                        rng=random.Random(self._rng.getrandbits(64)),
+                        on_event=self._on_event,
+                    )
+                    tg.create_task(tracker.run())
+                if self.dht is not None:
+                    tg.create_task(self._dht_loop(magnet.info_hash, fetcher))
+                info = await fetcher.run()
+                raise _Stop
+        except* _Stop:
+            pass
+        finally:
+            self.fetchers.pop(magnet.info_hash, None)
+        meta = parse_info(info, announce_tiers=tiers)
+        return self.add_torrent(meta, save_dir, config=config, known=fetcher.known)
 
     async def _announce_completed(
         self, session: TorrentSession, tracker: TrackerClient
@@ -236,11 +378,11 @@ class Engine:
             self._pending.discard(conn)
 
     def on_handshake(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> None:
-        session = self.sessions.get(hs.info_hash)
-        if session is None:
+        target = self.sessions.get(hs.info_hash) or self.fetchers.get(hs.info_hash)
+        if target is None:
             conn.close("handshake for a torrent we don't have")
             return
-        if not session.accept(conn, hs):
+        if not target.accept(conn, hs):
             conn.close("refused by the torrent")
 
     def on_message(self, conn: PeerConnection, msg: wire.PeerMessage) -> None:

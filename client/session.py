@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import logging
 import random
 import secrets
@@ -29,7 +30,21 @@ from typing import Any
 from client.core import wire
 from client.core.bitfield import Bitfield
 from client.core.choker import ChokeCandidate, Choker
+from client.core.extensions import (
+    UT_METADATA,
+    UT_METADATA_ID,
+    UT_PEX,
+    UT_PEX_ID,
+    ExtensionState,
+    encode_ext_handshake,
+)
+from client.core.metadata import (
+    MetadataRequest,
+    MetadataServer,
+    parse_metadata_message,
+)
 from client.core.metainfo import Metainfo
+from client.core.pex import PexState, parse_pex
 from client.core.picker import BlockRequest, PiecePicker
 from client.core.pipeline import RequestPipeline
 from client.core.ratelimit import RateLimiter, TokenBucket
@@ -71,6 +86,7 @@ class SessionConfig:
     seed_after_complete: bool = True
     retry_peer_after_s: float = 10.0
     random_first_pieces: int = 4
+    pex_interval_s: float = 60.0  # BEP 11: at most one message a minute
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,10 +172,25 @@ class _PeerState:
         self.unrequested = 0
         self.strikes = 0
         self.outstanding = 0
+        self.ext = ExtensionState()
+        self.pex: PexState | None = None
+        # Where the peer accepts connections: the dialled address, or the
+        # connection's host with the BEP 10 'p' port for incoming ones.
+        self.listen_addr: PeerAddr | None = conn.addr if conn.outgoing else None
 
 
 class _PeerDone(Exception):
     pass
+
+
+def _packed_ip(addr: PeerAddr | None) -> bytes | None:
+    """BEP 10 'yourip': the peer's address as we see it, packed."""
+    if addr is None:
+        return None
+    try:
+        return ipaddress.ip_address(addr.host).packed
+    except ValueError:
+        return None
 
 
 class PieceCache:
@@ -224,7 +255,8 @@ class TorrentSession:
         global_down: TokenBucket | None = None,
         on_event: EventSink | None = None,
         rng: random.Random | None = None,
-        reserved: bytes = wire.make_reserved(extension=False),
+        reserved: bytes = wire.make_reserved(extension=True),
+        dht_port: int | None = None,
     ) -> None:
         self.meta = meta
         self.info_hash = meta.info_hash
@@ -234,6 +266,8 @@ class TorrentSession:
         self._rng = rng or random.Random(secrets.randbits(64))
         self._loop = asyncio.get_running_loop()
         self._reserved = reserved
+        self.dht_port = dht_port
+        self._metadata_server = MetadataServer(meta.info_bytes)
         self.storage = Storage(save_dir, meta)
         n = meta.num_pieces
         self.picker = PiecePicker(
@@ -289,6 +323,8 @@ class TorrentSession:
         self.hash_failures = 0
         self.bans = 0
         self.state = "starting"
+        #: called with a peer's DHT node address from a BEP 5 ``port`` message
+        self.on_dht_port: Callable[[PeerAddr], None] | None = None
         self._last_rechoke_request = 0.0
         self._piece_chars = ""
 
@@ -454,6 +490,21 @@ class TorrentSession:
         have = self.picker.have_bitfield()
         if have.any():
             conn.send(wire.Bitfield(data=have.to_bytes()))
+        hs = conn.handshake
+        if hs is not None and hs.supports_extensions:
+            conn.send(
+                wire.Extended(
+                    ext_id=0,
+                    payload=encode_ext_handshake(
+                        metadata_size=len(self.meta.info_bytes),
+                        listen_port=self.listen_port or None,
+                        yourip=_packed_ip(conn.addr),
+                        ut_pex=not self.meta.private,
+                    ),
+                )
+            )
+        if hs is not None and hs.supports_dht and self.dht_port:
+            conn.send(wire.Port(port=self.dht_port))  # BEP 5
         self._emit(
             "peer_connected",
             addr=str(conn.addr),
@@ -547,8 +598,43 @@ class TorrentSession:
             case wire.Cancel(index=i, begin=b, length=n):
                 with contextlib.suppress(ValueError):
                     state.requests.remove(wire.Request(index=i, begin=b, length=n))
-            case wire.KeepAlive() | wire.Port() | wire.Extended():
+            case wire.Extended(ext_id=ext_id, payload=payload):
+                self._on_extended(state, ext_id, payload)
+            case wire.Port(port=port):
+                if self.on_dht_port is not None and conn.addr is not None:
+                    self.on_dht_port(PeerAddr(conn.addr.host, port))
+            case wire.KeepAlive():
                 pass
+
+    def _on_extended(self, state: _PeerState, ext_id: int, payload: bytes) -> None:
+        conn = state.conn
+        if ext_id == 0:
+            hs = state.ext.receive_handshake(payload)
+            if hs.p and conn.addr is not None and not conn.outgoing:
+                state.listen_addr = PeerAddr(conn.addr.host, hs.p)
+            if hs.reqq:
+                state.pipeline.set_peer_limit(hs.reqq)
+            if (
+                state.ext.supports(UT_PEX)
+                and not self.meta.private
+                and state.listen_addr is not None
+                and state.pex is None
+            ):
+                state.pex = PexState(
+                    state.listen_addr, interval_s=self.cfg.pex_interval_s
+                )
+            return
+        if ext_id == UT_METADATA_ID:
+            msg = parse_metadata_message(payload)
+            their_id = state.ext.peer_id_for(UT_METADATA)
+            if isinstance(msg, MetadataRequest) and their_id is not None:
+                reply = self._metadata_server.handle_request(msg.piece)
+                conn.send(wire.Extended(ext_id=their_id, payload=reply))
+            return
+        if ext_id == UT_PEX_ID and not self.meta.private:
+            pex = parse_pex(payload)
+            if pex.added:
+                self.add_peers(list(pex.added), "pex")
 
     def _release_all(self, state: _PeerState) -> None:
         """Give the peer's outstanding blocks back to the picker (choke,
@@ -812,10 +898,25 @@ class TorrentSession:
                     self._release_all(state)
                     self._wake_all_requesters()
                 state.wake_requester.set()
+            self._send_pex(now)
             if self.choker.due(now):
                 self._rechoke(now)
             if self._candidates:
                 self._wake_connector.set()
+
+    def _send_pex(self, now: float) -> None:
+        """BEP 11: tell each ut_pex peer which peers we are connected to
+        (their listen addresses), at most once per interval."""
+        if self.meta.private:
+            return
+        current = {s.listen_addr for s in self.peers.values() if s.listen_addr}
+        for state in self.peers.values():
+            their_id = state.ext.peer_id_for(UT_PEX)
+            if state.pex is None or their_id is None or not state.pex.due(now):
+                continue
+            payload = state.pex.build(current, now)
+            if payload is not None:
+                state.conn.send(wire.Extended(ext_id=their_id, payload=payload))
 
     # -- statistics ------------------------------------------------------------
     def bytes_left(self) -> int:
