@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,8 @@ class Demo:
         self.actors: list[Actor] = []
         self._t0 = time.monotonic()
         self._tg: asyncio.TaskGroup | None = None
+        self._changed = asyncio.Event()
+        self.dht_port = 0
 
     def emit(self, name: str, **fields: Any) -> None:
         if self.args.json:
@@ -104,7 +107,7 @@ class Demo:
                 **fields,
             }
             print(json.dumps(record), flush=True)
-        elif not self.args.quiet and name in ("step", "result"):
+        elif not self.args.quiet and name in ("step", "result", "verified"):
             self.console.print(f"[bold cyan]>[/bold cyan] {fields.get('text', '')}")
 
     async def run(self) -> int:
@@ -141,6 +144,7 @@ class Demo:
             actor.events.append(ev)
             self._apply(actor, ev)
             actor.first.set()
+            self._changed.set()
         actor.exit_code = await actor.proc.wait()
         actor.state = "done" if actor.exit_code == 0 else f"exit {actor.exit_code}"
         actor.first.set()
@@ -153,6 +157,8 @@ class Demo:
         elif name == "started":
             actor.port = int(ev["port"])
             actor.total = int(ev["pieces"])
+        elif name == "dht_listening":
+            actor.port = int(ev["port"])
         elif name == "progress":
             actor.state = ev["state"]
             actor.pieces = ev["pieces_have"]
@@ -218,14 +224,33 @@ class Demo:
             live.update(self._table(), refresh=True)
             await asyncio.sleep(0.25)
 
+    async def _spawn_cli(self, actor: Actor, *argv: str) -> None:
+        """A seeder or leecher: loopback only, DHT joined through our node."""
+        await self._spawn(
+            actor,
+            *argv,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dht-bootstrap",
+            f"127.0.0.1:{self.dht_port}",
+        )
+
     async def _steps(self, work: Path) -> int:
+        dht = Actor("dht", "dht node")
+        self.emit("step", text="starting a DHT bootstrap node on 127.0.0.1")
+        await self._spawn(dht, "dht", "--host", "127.0.0.1", "--port", "0")
+        self.dht_port = int((await self._wait_first(dht, "dht_listening"))["port"])
+        dht.port = self.dht_port
+        dht.state = "up"
+
         tracker = Actor("tracker", "tracker")
         self.emit("step", text="starting a tracker on 127.0.0.1")
         await self._spawn(
             tracker, "tracker", "--host", "127.0.0.1", "--port", "0", "--interval", "5"
         )
-        ev = await self._wait_first(tracker, "tracker_listening")
-        url = str(ev["url"])
+        url = str((await self._wait_first(tracker, "tracker_listening"))["url"])
 
         torrent = work / "sample_files.torrent"
         self.emit("step", text=f"making a torrent of {self.samples}")
@@ -239,6 +264,8 @@ class Demo:
             str(torrent),
             "--tracker",
             url,
+            "--piece-length",
+            "32K",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -248,37 +275,46 @@ class Demo:
 
         seeder = Actor("seeder", "seed")
         self.emit("step", text=f"seeding, upload limited to {SEEDER_UPLOAD_RATE}/s")
-        await self._spawn(
+        await self._spawn_cli(
             seeder,
             "seed",
             str(self.samples),
             "--torrent",
             str(torrent),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
             "--max-upload-rate",
             SEEDER_UPLOAD_RATE,
         )
-        await self._wait_first(seeder, "started")
+        started = await self._wait_first(seeder, "started")
+        magnet = str(started["magnet"])  # carries tr= our tracker
+        bare = "magnet:?xt=urn:btih:" + str(started["info_hash"])
 
         leechers = []
         for i in range(self.args.leechers):
-            leecher = Actor(f"leecher{i + 1}", "download")
-            await self._spawn(
-                leecher,
-                "download",
-                str(torrent),
-                "-o",
-                str(work / leecher.name),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
+            leecher = Actor(f"leecher{i + 1}", "magnet + tracker")
+            await self._spawn_cli(
+                leecher, "download", magnet, "-o", str(work / leecher.name)
             )
             leechers.append(leecher)
-        self.emit("step", text=f"{len(leechers)} leechers downloading")
+        self.emit("step", text=f"{len(leechers)} leechers downloading by magnet link")
+
+        # Part way through, the tracker dies without a word.
+        await self._wait_until(
+            lambda: any(a.total and a.pieces * 5 >= a.total for a in leechers)
+        )
+        assert tracker.proc is not None
+        tracker.proc.send_signal(signal.SIGKILL)
+        await tracker.proc.wait()
+        tracker.state = "KILLED"
+        self.emit("tracker_killed", text="tracker killed (SIGKILL)")
+        self.emit("step", text="tracker killed with SIGKILL; the swarm carries on")
+
+        late = Actor("late", "bare magnet")
+        self.emit(
+            "step", text="a new leecher with only the infohash (no tracker, no peer)"
+        )
+        await self._spawn_cli(late, "download", bare, "-o", str(work / late.name))
+        leechers.append(late)
+
         for leecher in leechers:
             await self._wait_first(leecher, "done")
             assert leecher.proc is not None
@@ -287,14 +323,24 @@ class Demo:
         ok = True
         for leecher in leechers:
             same = _same_tree(self.samples, work / leecher.name / self.samples.name)
+            sources = _sources(leecher)
             self.emit(
                 "verified",
                 actor=leecher.name,
                 identical=same,
-                downloaded_from=leecher.downloaded_from,
-                peers_by_source=leecher.peers_by_source,
+                peer_sources=sources,
+                text=f"{leecher.name}: {'identical' if same else 'DIFFERENT'}; "
+                + "peers from "
+                + ", ".join(f"{k} x{v}" for k, v in sorted(sources.items())),
             )
-            ok = ok and same and leecher.exit_code == 0
+            assert leecher.proc is not None
+            ok = ok and same and leecher.proc.returncode == 0
+        self.emit(
+            "summary",
+            ok=ok,
+            peer_sources={a.name: _sources(a) for a in leechers},
+            late_sources_after_kill=_sources(late),
+        )
         total = sum(p.stat().st_size for p in self.samples.rglob("*") if p.is_file())
         self.emit(
             "result",
@@ -305,6 +351,11 @@ class Demo:
             ),
         )
         return 0 if ok else 1
+
+    async def _wait_until(self, pred: Callable[[], bool]) -> None:
+        while not pred():
+            await self._changed.wait()
+            self._changed.clear()
 
     async def _stop_all(self) -> None:
         for actor in self.actors:
@@ -323,6 +374,16 @@ class Demo:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+
+
+def _sources(actor: Actor) -> dict[str, int]:
+    """How many connections came from each source (tracker, dht, pex, ...)."""
+    counts: dict[str, int] = {}
+    for ev in actor.events:
+        if ev.get("event") == "peer_connected":
+            src = str(ev.get("source"))
+            counts[src] = counts.get(src, 0) + 1
+    return counts
 
 
 def _same_tree(a: Path, b: Path) -> bool:
