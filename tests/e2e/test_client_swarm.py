@@ -13,6 +13,7 @@ from tests.helpers.swarm import (
     fast_session,
     make_torrent,
     tree_bytes,
+    wait_for,
     write_random_file,
 )
 from tracker import TrackerServer, testing_config
@@ -93,3 +94,37 @@ async def test_download_by_peer_address_without_tracker(tmp_path: Path) -> None:
         async with asyncio.timeout(30):
             await leecher.wait_complete()
         assert (tmp_path / "out" / "data.bin").read_bytes() == path.read_bytes()
+
+
+async def test_never_connects_to_itself_and_caps_peers(tmp_path: Path) -> None:
+    src = tmp_path / "seed"
+    path = _make_single(src)
+    meta = make_torrent(path, [])
+    async with engine() as seed_engine, engine() as b:
+        seeder = seed_engine.add_torrent(meta, src, config=fast_session(max_peers=1))
+        # Its own listening address is given to it as a peer: ignored.
+        seeder.add_peers([seed_engine.address], "manual")
+        async with engine() as a:
+            first = a.add_torrent(
+                meta, tmp_path / "a", config=fast_session(), peers=[seed_engine.address]
+            )
+            async with asyncio.timeout(30):
+                await first.wait_complete()
+            assert len(seeder.peers) == 1
+            assert all(p.peer_id != seeder.peer_id for p in seeder.peers)
+            # A second leecher is refused while the one peer slot is taken...
+            second = b.add_torrent(
+                meta, tmp_path / "b", config=fast_session(), peers=[seed_engine.address]
+            )
+            await wait_for(
+                lambda: (
+                    second.statistics().pieces_have == 0
+                    and bool(second._fails.get(seed_engine.address))
+                ),
+                timeout_s=10,
+            )
+            assert len(seeder.peers) == 1
+            assert not second.peers
+        # ...and gets in once the first one leaves.
+        async with asyncio.timeout(30):
+            await second.wait_complete()
