@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=6969)
     p.add_argument(
+        "--udp-port", type=int, default=None, help="also serve UDP (BEP 15) here"
+    )
+    p.add_argument(
         "--interval", type=float, default=1800.0, help="announce interval, s"
     )
     p.add_argument("--min-interval", type=float, default=None, help="min interval, s")
@@ -324,6 +327,7 @@ def cmd_tracker(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
+        "udp_port": args.udp_port,
         "interval_s": args.interval,
     }
     kwargs["min_interval_s"] = (
@@ -337,11 +341,15 @@ def cmd_tracker(args: argparse.Namespace) -> int:
 
     def ready(server: TrackerServer) -> None:
         if args.json:
-            JsonEvents()(
-                "tracker_listening", {"url": server.url, "port": server.address.port}
-            )
+            fields: dict[str, Any] = {"url": server.url, "port": server.address.port}
+            if args.udp_port is not None:
+                fields["udp_url"] = server.udp_url
+                fields["udp_port"] = server.udp_address.port
+            JsonEvents()("tracker_listening", fields)
         elif not args.quiet:
             print(f"tracker listening on {server.url}", flush=True)
+            if args.udp_port is not None:
+                print(f"tracker listening on {server.udp_url}", flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_tracker(cfg, ready=ready))

@@ -35,6 +35,8 @@ class TrackerConfig:
 
     host: str = "127.0.0.1"
     port: int = 6969
+    #: UDP tracker port (BEP 15); None serves HTTP only, 0 picks a free port
+    udp_port: int | None = None
     interval_s: float = DEFAULT_INTERVAL_S
     min_interval_s: float = DEFAULT_MIN_INTERVAL_S
     peer_timeout_s: float = DEFAULT_PEER_TIMEOUT_S
@@ -45,6 +47,10 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 0xFFFF:
             raise TrackerError(f"tracker config: port {self.port} is out of range")
+        if self.udp_port is not None and not 0 <= self.udp_port <= 0xFFFF:
+            raise TrackerError(
+                f"tracker config: udp_port {self.udp_port} is out of range"
+            )
         for name in ("interval_s", "min_interval_s"):
             if getattr(self, name) < 0:
                 raise TrackerError(f"tracker config: {name} is negative")

@@ -1,4 +1,6 @@
-"""The tracker as a service: an async context manager around the aiohttp app.
+"""The tracker as a service: an async context manager around the aiohttp app
+and, when ``cfg.udp_port`` is set, the UDP endpoint (BEP 15) on the same
+swarm registry.
 
 It runs ``AppRunner`` + ``TCPSite`` rather than ``web.run_app`` (which owns
 the event loop), binds on enter so port 0 works and bind errors reach the
@@ -8,6 +10,7 @@ caller, and stops on exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from tracker.config import TrackerConfig
 from tracker.core.addr import PeerAddr
 from tracker.core.registry import RegistryStats
 from tracker.errors import TrackerError
+from tracker.udp_server import UdpTrackerServer
 
 __all__ = ["TrackerServer", "run_tracker"]
 
@@ -29,7 +33,8 @@ SHUTDOWN_TIMEOUT_S = 2.0  # seconds given to open requests when the tracker stop
 
 
 class TrackerServer:
-    """An HTTP tracker listening on ``cfg.host:cfg.port``.
+    """An HTTP tracker listening on ``cfg.host:cfg.port``, and a UDP one on
+    ``cfg.host:cfg.udp_port`` when that is set; both share one registry.
 
     Usage::
 
@@ -48,21 +53,28 @@ class TrackerServer:
         self._app = make_app(cfg, clock=clock, rng=rng)
         self._runner: web.AppRunner | None = None
         self._address: PeerAddr | None = None
+        self._udp: UdpTrackerServer | None = None
+        if cfg.udp_port is not None:
+            self._udp = UdpTrackerServer(
+                cfg, self._app[REGISTRY_KEY], self._app[CLOCK_KEY]
+            )
+        self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> TrackerServer:
-        runner = web.AppRunner(
-            self._app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
-        )
-        await runner.setup()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            runner = web.AppRunner(
+                self._app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+            )
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
             site = web.TCPSite(runner, self._cfg.host, self._cfg.port)
             await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self._address = PeerAddr(str(host), int(port))
+            if self._udp is not None:
+                await stack.enter_async_context(self._udp)
+            self._runner = runner
+            host, port = runner.addresses[0][:2]
+            self._address = PeerAddr(str(host), int(port))
+            self._stack = stack.pop_all()
         log.info("tracker listening on %s", self.url)
         return self
 
@@ -72,9 +84,10 @@ class TrackerServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        stack, self._stack = self._stack, None
+        self._runner = None
+        if stack is not None:
+            await stack.aclose()
             log.info("tracker on %s stopped", self._address)
 
     @property
@@ -88,6 +101,24 @@ class TrackerServer:
     def url(self) -> str:
         """The announce URL, e.g. ``http://127.0.0.1:6969/announce``."""
         return f"http://{self.address}/announce"
+
+    @property
+    def udp_address(self) -> PeerAddr:
+        """The bound UDP address (BEP 15).
+
+        Raises:
+            TrackerError: if the tracker is not running or serves no UDP.
+        """
+        if self._udp is None:
+            raise TrackerError("tracker serves no UDP (udp_port is not set)")
+        return self._udp.address
+
+    @property
+    def udp_url(self) -> str:
+        """The UDP announce URL, e.g. ``udp://127.0.0.1:6969/announce``."""
+        if self._udp is None:
+            raise TrackerError("tracker serves no UDP (udp_port is not set)")
+        return self._udp.url
 
     @property
     def app(self) -> web.Application:

@@ -1,0 +1,124 @@
+"""The UDP tracker endpoint (BEP 15): an asyncio datagram driver.
+
+It binds one UDP socket and answers each datagram straight from
+``datagram_received`` through the :class:`UdpTracker` core (no task per
+datagram). The core works on the same :class:`SwarmRegistry` as the HTTP
+app, so peers announced over either transport see each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from tracker.config import TrackerConfig
+from tracker.core.addr import PeerAddr, normalize_host
+from tracker.core.registry import SwarmRegistry
+from tracker.core.udp import UdpTracker, UdpTrackerStats
+from tracker.errors import TrackerError
+
+__all__ = ["UdpTrackerServer"]
+
+log = logging.getLogger(__name__)
+
+SECRET_BYTES = 32  # HMAC key for connection ids, fresh per start
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, server: UdpTrackerServer) -> None:
+        self._server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self._server._datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for replies we sent: the client went away; nothing to do
+        log.debug("udp tracker: socket error %s", exc)
+
+
+class UdpTrackerServer:
+    """A BEP 15 tracker on ``cfg.host:cfg.udp_port``; use as ``async with``.
+
+    Args:
+        cfg: the tracker's configuration; ``udp_port`` must be set.
+        registry: the swarm state, the same instance the HTTP app uses.
+        clock: seconds, monotonic (the HTTP app's clock).
+    """
+
+    def __init__(
+        self,
+        cfg: TrackerConfig,
+        registry: SwarmRegistry,
+        clock: Callable[[], float],
+    ) -> None:
+        if cfg.udp_port is None:
+            raise TrackerError("udp tracker: config has no udp_port")
+        self._cfg = cfg
+        self._port = cfg.udp_port
+        self._clock = clock
+        self._core = UdpTracker(
+            registry,
+            secret=secrets.token_bytes(SECRET_BYTES),
+            interval_s=cfg.interval_s,
+            default_numwant=cfg.default_numwant,
+            max_numwant=cfg.max_numwant,
+            trust_ip=cfg.trust_ip,
+        )
+        self._transport: asyncio.DatagramTransport | None = None
+        self._address: PeerAddr | None = None
+
+    async def __aenter__(self) -> UdpTrackerServer:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self), local_addr=(self._cfg.host, self._port)
+        )
+        self._transport = transport
+        host, port = transport.get_extra_info("sockname")[:2]
+        self._address = PeerAddr(str(host), int(port))
+        log.info("udp tracker listening on %s", self.url)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+            log.info("udp tracker on %s stopped", self._address)
+
+    @property
+    def address(self) -> PeerAddr:
+        """The bound address (the real port when ``udp_port`` was 0)."""
+        if self._address is None:
+            raise TrackerError("udp tracker is not running")
+        return self._address
+
+    @property
+    def url(self) -> str:
+        """The announce URL, e.g. ``udp://127.0.0.1:6969/announce``."""
+        return f"udp://{self.address}/announce"
+
+    def statistics(self) -> UdpTrackerStats:
+        return self._core.statistics()
+
+    def _datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        try:
+            peer = PeerAddr(normalize_host(str(addr[0])), int(addr[1]))
+        except ValueError:
+            return  # not an IP source (cannot happen on an inet socket)
+        reply = self._core.handle_datagram(data, peer, self._clock())
+        if reply is None:
+            log.debug("udp tracker: dropped %d-byte packet from %s", len(data), peer)
+            return
+        log.debug("udp tracker: %d-byte reply to %s", len(reply), peer)
+        transport.sendto(reply, addr)
