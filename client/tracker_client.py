@@ -1,4 +1,4 @@
-"""The HTTP tracker announce loop for one torrent (BEP 3, 12, 23, 48).
+"""The tracker announce loop for one torrent (BEP 3, 12, 15, 23, 48).
 
 :class:`TrackerClient` is a thin asyncio driver around ``client.core.announce``:
 it announces ``started``, then re-announces every ``interval`` the tracker
@@ -6,8 +6,9 @@ asks for, walks the BEP 12 tiers when a tracker fails, and backs off with
 growing delays when every tracker fails. :meth:`TrackerClient.run` is meant to
 be a task in the torrent's TaskGroup: tracker trouble is logged and retried,
 never raised, so the download carries on with whatever other peer sources it
-has. Only ``http://`` and ``https://`` trackers are used; others (``udp://``,
-BEP 15) are skipped with one warning. TODO(#udp-tracker): UDP trackers.
+has. ``http://``, ``https://`` and ``udp://`` (BEP 15, through
+``client/udp_tracker_client.py``) trackers mix freely within and across
+tiers; other schemes (``wss://``) are skipped with one warning.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ from client.core.announce import (
     announce_url,
     build_announce_query,
     is_supported_tracker_url,
+    is_udp_tracker_url,
     next_announce_delay,
     parse_announce_response,
 )
+from client.core.udp_tracker import DEFAULT_RETRANSMIT_BASE_S, ConnectionCache
 from client.errors import TrackerFailure
+from client.udp_tracker_client import UdpTrackerConfig, udp_announce
 from dht import PeerAddr
 
 __all__ = [
@@ -69,9 +73,12 @@ class TrackerClientConfig:
 
     ``min_announce_interval_s`` is a floor under the tracker's ``interval``
     so a misconfigured tracker cannot make us hammer it; tests lower it.
+    A UDP announce resends after ``udp_retransmit_base_s * 2**n`` seconds
+    (BEP 15) within the same ``timeout_s``.
     """
 
-    timeout_s: float = 30.0  # one HTTP announce, connect to last byte
+    timeout_s: float = 30.0  # one announce: HTTP connect to last byte, or UDP
+    udp_retransmit_base_s: float = DEFAULT_RETRANSMIT_BASE_S
     numwant: int = 50  # peers asked for (BEP 3 default)
     backoff_base_s: float = DEFAULT_BACKOFF_BASE_S
     backoff_cap_s: float = DEFAULT_BACKOFF_CAP_S
@@ -156,6 +163,7 @@ class TrackerClient:
         self._pending_event = AnnounceEvent.STARTED
         self._deadline = 0.0
         self._tracker_ids: dict[str, bytes] = {}
+        self._udp_connections = ConnectionCache()  # BEP 15 ids, a minute each
         self._last_url: str | None = None
         self._last_time: float | None = None
         self._last_error: str | None = None
@@ -167,8 +175,8 @@ class TrackerClient:
         self._last_response: AnnounceResponse | None = None
         if self._skipped:
             log.warning(
-                "torrent %s: skipping trackers this client cannot use yet "
-                "(only http/https): %s",
+                "torrent %s: skipping trackers this client cannot use "
+                "(only http, https and udp): %s",
                 self._short_hash,
                 ", ".join(self._skipped),
             )
@@ -276,6 +284,25 @@ class TrackerClient:
         self, http: aiohttp.ClientSession, url: str, event: AnnounceEvent
     ) -> AnnounceResponse:
         stats = self._stats()
+        numwant = 0 if event is AnnounceEvent.STOPPED else self._cfg.numwant
+        if is_udp_tracker_url(url):
+            return await udp_announce(
+                url,
+                self._info_hash,
+                self._peer_id,
+                self._port,
+                stats.uploaded,
+                stats.downloaded,
+                stats.left,
+                event,
+                numwant,
+                int(self._key, 16),
+                config=UdpTrackerConfig(
+                    retransmit_base_s=self._cfg.udp_retransmit_base_s,
+                    timeout_s=self._cfg.timeout_s,
+                ),
+                cache=self._udp_connections,
+            )
         query = build_announce_query(
             self._info_hash,
             self._peer_id,
@@ -284,7 +311,7 @@ class TrackerClient:
             stats.downloaded,
             stats.left,
             event,
-            0 if event is AnnounceEvent.STOPPED else self._cfg.numwant,
+            numwant,
             key=self._key,
             tracker_id=self._tracker_ids.get(url),
         )

@@ -1,5 +1,8 @@
 """HTTP tracker announce and scrape, client side (BEP 3, 7, 12, 23, 48).
 
+(UDP trackers, BEP 15, have their codec in ``client/core/udp_tracker.py``;
+the tier order, backoff and :class:`AnnounceResponse` here serve both.)
+
 Pure pieces the asyncio driver (``client/tracker_client.py``) puts together:
 building announce and scrape URLs with raw bytes percent-encoded, parsing the
 bencoded answers into frozen values, the BEP 12 tier order, and the retry
@@ -38,6 +41,7 @@ __all__ = [
     "build_announce_query",
     "build_scrape_query",
     "is_supported_tracker_url",
+    "is_udp_tracker_url",
     "next_announce_delay",
     "parse_announce_response",
     "parse_scrape_response",
@@ -179,12 +183,22 @@ def scrape_url(announce: str) -> str | None:
 
 
 def is_supported_tracker_url(url: str) -> bool:
-    """Whether this client can announce to ``url`` (http and https for now)."""
+    """Whether this client can announce to ``url``: http, https, or udp
+    (BEP 15, which needs an explicit port)."""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return False
-    return parts.scheme.lower() in _SUPPORTED_SCHEMES and bool(parts.hostname)
+    scheme = parts.scheme.lower()
+    if scheme == "udp":
+        return bool(parts.hostname) and bool(port)
+    return scheme in _SUPPORTED_SCHEMES and bool(parts.hostname)
+
+
+def is_udp_tracker_url(url: str) -> bool:
+    """Whether ``url`` names a UDP tracker (BEP 15), by its scheme."""
+    return url[:6].lower() == "udp://"
 
 
 def _show(value: object) -> str:
