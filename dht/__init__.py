@@ -3,6 +3,18 @@
 Other packages use only the names listed in ``__all__``.
 """
 
+from dht.chord_node import ChordNode
+from dht.core.chord.config import ChordConfig, chord_testing_config
+from dht.core.chord.events import (
+    ChordAnnounceDone,
+    ChordJoined,
+    ChordLeft,
+    ChordLookupDone,
+    ChordPeersFound,
+)
+from dht.core.chord.messages import ChordPeer
+from dht.core.chord.node import ChordCore, ChordStatistics
+from dht.core.chord.ring import ChordRing, LookupPath, key_id, peer_id_for
 from dht.core.compact import (
     PeerAddr,
     decode_nodes,
@@ -33,6 +45,17 @@ __all__ = [
     "DEFAULT_BOOTSTRAP_NODES",
     "AnnounceDone",
     "BadQuery",
+    "ChordAnnounceDone",
+    "ChordConfig",
+    "ChordCore",
+    "ChordJoined",
+    "ChordLeft",
+    "ChordLookupDone",
+    "ChordNode",
+    "ChordPeer",
+    "ChordPeersFound",
+    "ChordRing",
+    "ChordStatistics",
     "CompactFormatError",
     "DhtConfig",
     "DhtCore",
@@ -45,10 +68,12 @@ __all__ = [
     "LookupDone",
     "LookupFailed",
     "LookupKind",
+    "LookupPath",
     "NodeInfo",
     "PeerAddr",
     "PeersFound",
     "RemoteKrpcError",
+    "chord_testing_config",
     "decode_nodes",
     "decode_peer",
     "decode_peers",
@@ -56,5 +81,7 @@ __all__ = [
     "encode_nodes",
     "encode_peer",
     "encode_peers",
+    "key_id",
+    "peer_id_for",
     "testing_config",
 ]
