@@ -22,6 +22,7 @@ from tracker.app import CLOCK_KEY, REGISTRY_KEY, Clock, make_app
 from tracker.config import TrackerConfig
 from tracker.core.addr import PeerAddr
 from tracker.core.registry import RegistryStats
+from tracker.core.udp import UdpTrackerStats
 from tracker.errors import TrackerError
 from tracker.udp_server import UdpTrackerServer
 
@@ -123,6 +124,10 @@ class TrackerServer:
     @property
     def app(self) -> web.Application:
         return self._app
+
+    def udp_statistics(self) -> UdpTrackerStats | None:
+        """Counters of the UDP endpoint, or None when it serves no UDP."""
+        return self._udp.statistics() if self._udp is not None else None
 
     def statistics(self) -> RegistryStats:
         """A snapshot of the swarms (torrents, seeders, leechers, counters)."""

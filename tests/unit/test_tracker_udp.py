@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tracker import TrackerServer, testing_config
 from tracker.core.addr import PeerAddr
 from tracker.core.registry import SwarmRegistry
 from tracker.core.request import Event, InfoHash
@@ -22,7 +23,7 @@ from tracker.core.udp import (
     UdpTracker,
     parse_request,
 )
-from tracker.errors import AnnounceRequestError
+from tracker.errors import AnnounceRequestError, TrackerError
 
 SECRET = b"s" * 32
 IH = b"\xaa" * 20
@@ -321,3 +322,30 @@ def test_any_body_after_a_valid_connection_id(
     cid = connect(tracker)
     data = struct.pack(">QII", cid, action, tid) + body
     check_reply(data, tracker.handle_datagram(data, CLIENT, 1.0))
+
+
+# -- the TrackerServer wiring ---------------------------------------------------------
+
+
+def test_udp_port_is_range_checked() -> None:
+    with pytest.raises(TrackerError, match="udp_port 70000"):
+        testing_config(udp_port=70000)
+
+
+async def test_server_without_udp_port_has_no_udp_url() -> None:
+    async with TrackerServer(testing_config()) as server:
+        with pytest.raises(TrackerError, match="serves no UDP"):
+            _ = server.udp_url
+        assert server.udp_statistics() is None
+
+
+async def test_udp_bind_error_reaches_the_caller() -> None:
+    async with TrackerServer(testing_config(udp_port=0)) as first:
+        taken = first.udp_address.port
+        cfg = testing_config(udp_port=taken)
+        with pytest.raises(OSError, match=r"(?i)address already in use"):
+            async with TrackerServer(cfg):
+                pass
+    # the port is free again once its owner stops
+    async with TrackerServer(testing_config(udp_port=taken)) as again:
+        assert again.udp_address.port == taken
