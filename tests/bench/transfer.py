@@ -6,9 +6,10 @@ Run by hand from the project folder (pytest does not collect tests/bench)::
 
 Each run makes a random file of SIZE in a temporary folder under /dev/shm,
 times ``bitswarm create`` on it (256 KiB pieces, no tracker), starts
-``bitswarm seed`` on 127.0.0.1 with an ephemeral port, and runs ``bitswarm
-download --peer 127.0.0.1:PORT`` against it under ``/usr/bin/time -v`` (when
-present) for the leecher's peak RSS and CPU time. It reports:
+``bitswarm seed`` on 127.0.0.1 with an ephemeral port and no DHT, and runs
+``bitswarm download --no-dht --peer 127.0.0.1:PORT`` against it under
+``/usr/bin/time -v`` (when present) for the leecher's peak RSS and CPU time.
+It reports:
 
 - creation MB/s (wall time of the ``create`` process, interpreter start included);
 - launch to complete MB/s: from starting the leecher process to its
@@ -71,6 +72,10 @@ from tests.bench.common import (
 )
 from tests.bench.reference import lt_worker, run_aria2, run_libtorrent
 
+# Seed and download join the public DHT by default: the benchmark stays on
+# loopback, and the one peer is given with --peer.
+LOOPBACK_ONLY = ("--no-dht",)
+
 
 # -- bitswarm -> bitswarm --------------------------------------------------------------
 def create_torrent(data: Path, torrent: Path) -> float:
@@ -112,6 +117,7 @@ def run_bitswarm(
                 "127.0.0.1",
                 "--port",
                 "0",
+                *LOOPBACK_ONLY,
                 "--json",
             ),
             work / "seed.err",
@@ -137,6 +143,7 @@ def run_bitswarm(
             "0",
             "--peer",
             f"127.0.0.1:{port}",
+            *LOOPBACK_ONLY,
             "--json",
         )
         cmd, time_report = timed(cmd, work / f"time-{run}.txt")
