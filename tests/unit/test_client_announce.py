@@ -140,7 +140,8 @@ def test_scrape_url(announce: str, expected: str | None) -> None:
     [
         ("http://127.0.0.1:1/announce", True),
         ("HTTPS://t/announce", True),
-        ("udp://t:6969/announce", False),
+        ("udp://t:6969/announce", True),
+        ("udp://t/announce", False),
         ("wss://t/announce", False),
         ("http:///announce", False),
         ("http://[::1/announce", False),

@@ -327,30 +327,26 @@ async def test_completed_retried_when_tracker_down(fake: Any) -> None:
     assert events == [Event.STARTED, Event.COMPLETED, Event.COMPLETED]
 
 
-async def test_non_http_trackers_are_skipped_with_one_warning(
+async def test_unsupported_trackers_are_skipped_with_one_warning(
     fake: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_tracker, server = fake
     http_url = fake_tracker.url(server, "t")
     with caplog.at_level(logging.WARNING, logger="client.tracker_client"):
-        client = make_client([["udp://127.0.0.1:1/announce", http_url], ["wss://x/y"]])
+        client = make_client([[http_url], ["wss://x/y"]])
         async with asyncio.TaskGroup() as tg:
             run = tg.create_task(client.run())
             await fake_tracker.wait_requests(1)
             run.cancel()
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1
-    assert "udp://127.0.0.1:1/announce" in warnings[0]
     assert "wss://x/y" in warnings[0]
-    assert client.statistics().skipped_urls == (
-        "udp://127.0.0.1:1/announce",
-        "wss://x/y",
-    )
+    assert client.statistics().skipped_urls == ("wss://x/y",)
 
 
 async def test_no_usable_tracker_run_returns() -> None:
     await asyncio.wait_for(make_client([]).run(), 1)
-    await asyncio.wait_for(make_client([["udp://127.0.0.1:1/announce"]]).run(), 1)
+    await asyncio.wait_for(make_client([["wss://127.0.0.1:1/x"]]).run(), 1)
 
 
 async def test_unreachable_tracker_is_a_failure_not_a_crash() -> None:
