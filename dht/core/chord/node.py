@@ -353,7 +353,10 @@ class ChordCore:
         return out
 
     def next_deadline(self) -> float | None:
-        """When ``tick`` should next be called (None: only on new input)."""
+        """When ``tick`` should next be called (None: only on new input).
+        Before the first call with a time, at once: maintenance starts then."""
+        if not self._started:
+            return 0.0
         while self._timers:
             _, serial, _, tid = self._timers[0]
             txn = self._txns.get(tid)

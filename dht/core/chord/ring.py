@@ -146,12 +146,16 @@ class ChordRing:
         return cached
 
     def closest_preceding(self, n: int, key: int) -> int:
-        """Chord's closest_preceding_node: the highest finger of ``n`` that
-        lies strictly between n and key; n itself when none does."""
-        for f in reversed(self.fingers(n)):
-            if between(f, n, key):
-                return f
-        return n
+        """Chord's closest_preceding_node: of n's fingers and successor list
+        (paper section 5.2 adds the list), the one that most closely
+        precedes ``key`` strictly between n and key; n itself when none does."""
+        best = n
+        best_gap = (key - n) % (1 << self.m)
+        for f in (*self.fingers(n), *self.successors(n)):
+            gap = (key - f) % (1 << self.m)
+            if gap < best_gap and between(f, n, key):
+                best, best_gap = f, gap
+        return best
 
     def lookup(self, start: int, key: int) -> LookupPath:
         """Route ``key`` from peer ``start``: step to the closest preceding
