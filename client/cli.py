@@ -78,6 +78,12 @@ def _add_peer_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-dht", action="store_true", help="no DHT (BEP 5)")
     p.add_argument(
+        "--encryption",
+        choices=("prefer", "require", "off"),
+        default="prefer",
+        help="MSE/PE: prefer (default; plain peers accepted), require, or off",
+    )
+    p.add_argument(
         "--peer",
         action="append",
         default=[],
@@ -196,6 +202,7 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         max_download_rate=args.max_download_rate,
         dht_port=dht_port,
         dht_bootstrap=bootstrap,
+        encryption=args.encryption,
     )
 
 

@@ -23,7 +23,9 @@ from typing import Any
 from client.core import wire
 from client.core.magnet import Magnet
 from client.core.metainfo import Metainfo, parse_info
+from client.core.mse import EncryptionPolicy
 from client.core.ratelimit import TokenBucket
+from client.errors import ClientError
 from client.metadata_fetch import MetadataFetcher
 from client.peer import PeerConnection
 from client.session import SessionConfig, TorrentSession
@@ -62,6 +64,9 @@ class EngineConfig:
     #: after 30 minutes); lookups repeat sooner while a torrent has no peers
     dht_announce_interval_s: float = 900.0
     dht_retry_s: float = 5.0
+    #: MSE/PE: "prefer" (encrypt when possible, accept plain peers),
+    #: "require" (RC4 only) or "off" (plain BitTorrent only)
+    encryption: str = "prefer"
 
     @classmethod
     def testing(cls, **overrides: Any) -> EngineConfig:
@@ -107,6 +112,12 @@ class Engine:
         self.fetchers: dict[bytes, MetadataFetcher] = {}
         self.dht: DhtNode | None = None
         self._dht_ready = asyncio.Event()
+        try:
+            self.encryption = EncryptionPolicy(config.encryption)
+        except ValueError:
+            raise ClientError(
+                f"encryption {config.encryption!r} is not prefer, require or off"
+            ) from None
 
     # -- context manager -------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -210,6 +221,7 @@ class Engine:
             rng=random.Random(self._rng.getrandbits(64)),
             reserved=self.reserved,
             dht_port=self.dht.address.port if self.dht is not None else None,
+            encryption=self.encryption,
         )
         session.add_own_address(self.address)
         self.sessions[meta.info_hash] = session
@@ -312,6 +324,7 @@ class Engine:
             reserved=self.reserved,
             rng=random.Random(self._rng.getrandbits(64)),
             on_event=self._on_event,
+            encryption=self.encryption,
         )
         fetcher.own_addrs.add(self.address)
         fetcher.add_peers(list(magnet.peers), "magnet")
@@ -357,7 +370,13 @@ class Engine:
     # -- incoming connections --------------------------------------------------
     def _incoming(self) -> PeerConnection:
         loop = asyncio.get_running_loop()
-        conn = PeerConnection(self, outgoing=False, clock=loop.time)
+        conn = PeerConnection(
+            self,
+            outgoing=False,
+            clock=loop.time,
+            encryption=self.encryption,
+            skeys=self._known_infohashes,
+        )
         if len(self._pending) >= MAX_PENDING_INCOMING:
             loop.call_soon(conn.abort, "too many pending connections")
         else:
@@ -377,7 +396,13 @@ class Engine:
         finally:
             self._pending.discard(conn)
 
+    def _known_infohashes(self) -> list[bytes]:
+        return [*self.sessions, *self.fetchers]
+
     def on_handshake(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> None:
+        if conn.mse_skey is not None and conn.mse_skey != hs.info_hash:
+            conn.close("handshake names another torrent than MSE did")
+            return
         target = self.sessions.get(hs.info_hash) or self.fetchers.get(hs.info_hash)
         if target is None:
             conn.close("handshake for a torrent we don't have")

@@ -35,6 +35,7 @@ from client.core.metadata import (
     encode_metadata_request,
     parse_metadata_message,
 )
+from client.core.mse import EncryptionPolicy
 from client.core.pex import parse_pex
 from client.errors import RemotePeerProtocolError
 from client.peer import PeerConnection
@@ -67,6 +68,7 @@ class MetadataFetcher:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         connect_timeout_s: float = 10.0,
         private: bool = False,
+        encryption: EncryptionPolicy = EncryptionPolicy.PREFER,
     ) -> None:
         self.info_hash = info_hash
         self.peer_id = peer_id
@@ -88,6 +90,7 @@ class MetadataFetcher:
         self._done: asyncio.Future[bytes] = self._loop.create_future()
         self._tg: asyncio.TaskGroup | None = None
         self._private = private
+        self._encryption = encryption
         self.own_addrs: set[PeerAddr] = set()
 
     def _emit(self, name: str, **fields: Any) -> None:
@@ -142,19 +145,11 @@ class MetadataFetcher:
 
     async def _dial(self, addr: PeerAddr, source: str) -> None:
         try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                _, conn = await self._loop.create_connection(
-                    lambda: PeerConnection(
-                        self, outgoing=True, clock=self._loop.time, source=source
-                    ),
-                    addr.host,
-                    addr.port,
-                )
-            conn.addr = addr
-            conn.write(
-                wire.encode_handshake(self.info_hash, self.peer_id, self._reserved)
-            )
+            conn = await self._connect(addr, source, self._encryption)
             await self._serve(conn)
+            if conn.mse_failed and self._encryption is EncryptionPolicy.PREFER:
+                conn = await self._connect(addr, source, EncryptionPolicy.OFF)
+                await self._serve(conn)
         except (OSError, TimeoutError, RemotePeerProtocolError) as exc:
             log.debug("metadata: %s failed: %r", addr, exc)
         finally:
@@ -162,6 +157,28 @@ class MetadataFetcher:
             self._dialled.discard(addr)
             if addr not in self.own_addrs:
                 self._candidates.setdefault(addr, source)
+
+    async def _connect(
+        self, addr: PeerAddr, source: str, policy: EncryptionPolicy
+    ) -> PeerConnection:
+        async with asyncio.timeout(self._connect_timeout_s):
+            _, conn = await self._loop.create_connection(
+                lambda: PeerConnection(
+                    self,
+                    outgoing=True,
+                    clock=self._loop.time,
+                    source=source,
+                    encryption=policy,
+                ),
+                addr.host,
+                addr.port,
+            )
+        conn.addr = addr
+        conn.start(
+            wire.encode_handshake(self.info_hash, self.peer_id, self._reserved),
+            self.info_hash,
+        )
+        return conn
 
     def accept(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> bool:
         """An incoming connection for this infohash while we fetch."""

@@ -1,5 +1,12 @@
 """One peer connection: an ``asyncio.BufferedProtocol`` around the wire core.
 
+A connection may first run the MSE/PE handshake (:mod:`client.core.mse`):
+outgoing ones when the encryption policy offers it, incoming ones when their
+first bytes are not a plain BEP 3 handshake. Until MSE is done the protocol
+reads into a small scratch buffer and feeds the MSE core; afterwards it
+reads straight into the wire core's buffer and, with RC4, decrypts those
+bytes in place before parsing (and encrypts everything it writes).
+
 The protocol receives into the wire core's buffer (or, for a partly arrived
 block, straight into the piece buffer the session's block sink names) and
 hands every parsed message to its handler synchronously: no task and no
@@ -16,17 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from client.core import wire
+from client.core import mse, wire
 from client.errors import RemotePeerProtocolError
 from dht import PeerAddr
 
 __all__ = ["MessageHandler", "PeerConnection"]
 
 log = logging.getLogger(__name__)
+
+# Bytes read at a time during the MSE handshake (it is a few hundred bytes).
+MSE_SCRATCH_BYTES = 4096
+# Longest random padding we send in the MSE handshake (the spec's maximum).
+MSE_MAX_PAD_BYTES = 512
 
 # Kernel socket buffers: a loopback transfer at hundreds of MB/s needs more
 # than the default ~200 KiB to keep the pipe full between event loop turns.
@@ -55,6 +68,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         outgoing: bool,
         clock: Callable[[], float],
         source: str = "incoming",
+        encryption: mse.EncryptionPolicy = mse.EncryptionPolicy.OFF,
+        skeys: Callable[[], Iterable[bytes]] | None = None,
     ) -> None:
         self.handler = handler
         self.outgoing = outgoing
@@ -77,6 +92,23 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.last_sent = now
         self.connected_at = now
         self.bytes_sent = 0
+        self.encryption = encryption
+        self._skeys = skeys
+        # MSE: None when not (or no longer) negotiating.
+        self._mse: mse.MseInitiator | mse.MseResponder | None = None
+        self._cipher: mse.MseInitiator | mse.MseResponder | None = None
+        self._scratch: bytearray | None = None
+        self._detecting = not outgoing and encryption is not mse.EncryptionPolicy.OFF
+        self._prefix = b""
+        self._last_view: memoryview | None = None
+        #: the infohash MSE named (incoming), checked against the handshake
+        self.mse_skey: bytes | None = None
+        #: an outgoing MSE attempt failed (the caller may retry in plaintext)
+        self.mse_failed = False
+        #: "rc4", "plaintext" (after MSE) or "" (no MSE)
+        self.crypto = ""
+        if self._detecting:
+            self._scratch = bytearray(MSE_SCRATCH_BYTES)
 
     # -- asyncio.BufferedProtocol ----------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,26 +125,106 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.addr = PeerAddr(str(peer[0]), int(peer[1]))
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.wire.get_buffer()
+        if self._scratch is not None:
+            return memoryview(self._scratch)
+        view = self._last_view = self.wire.get_buffer()
+        return view
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_received = self._clock()
         try:
-            events = self.wire.buffer_updated(nbytes)
-            for event in events:
-                if self.transport is None or self.transport.is_closing():
-                    break
-                if isinstance(event, wire.HandshakeReceived):
-                    self.handshake = event
-                    self.peer_id = event.peer_id
-                    self.handler.on_handshake(self, event)
+            if self._scratch is not None:
+                data = bytes(self._scratch[:nbytes])
+                if self._detecting:
+                    self._detect(data)
                 else:
-                    self.handler.on_message(self, event)
+                    self._negotiate(data)
+                return
+            if self._cipher is not None:
+                assert self._last_view is not None
+                self._cipher.decrypt_into(self._last_view[:nbytes])
+            self._dispatch(self.wire.buffer_updated(nbytes))
         except RemotePeerProtocolError as exc:
+            if self._mse is not None and self.outgoing:
+                self.mse_failed = True
+            log.info("%s: %s", self, exc)
             self.close(str(exc))
         except Exception as exc:  # boundary: re-raised from wait_closed()
             self._bug = exc
             self.close("internal error")
+
+    def _dispatch(self, events: list[wire.WireEvent]) -> None:
+        for event in events:
+            if self.transport is None or self.transport.is_closing():
+                break
+            if isinstance(event, wire.HandshakeReceived):
+                self.handshake = event
+                self.peer_id = event.peer_id
+                self.handler.on_handshake(self, event)
+            else:
+                self.handler.on_message(self, event)
+
+    # -- MSE/PE ------------------------------------------------------------------
+    def start(self, handshake: bytes, skey: bytes) -> None:
+        """Open an outgoing connection: our BEP 3 handshake, inside MSE when
+        the policy offers encryption."""
+        provide = self.encryption.crypto_provide
+        if not provide:
+            self.write(handshake)
+            return
+        self._mse = mse.MseInitiator(
+            skey=skey,
+            initial_payload=handshake,
+            crypto_provide=provide,
+            private_key=mse.private_key_from_secret(secrets.token_bytes(20)),
+            pad=_random_pad(),
+        )
+        self._scratch = bytearray(MSE_SCRATCH_BYTES)
+        self._raw_write(self._mse.initial_bytes())
+
+    def _detect(self, data: bytes) -> None:
+        """Incoming: tell a plain BEP 3 handshake from an MSE one."""
+        self._prefix += data
+        kind = mse.detect_handshake(self._prefix)
+        if kind is mse.HandshakeKind.UNDECIDED:
+            return
+        self._detecting = False
+        prefix, self._prefix = self._prefix, b""
+        if kind is mse.HandshakeKind.PLAINTEXT:
+            if not self.encryption.accepts_plaintext_handshake:
+                log.info("%s: refusing a plaintext peer: --encryption=require", self)
+                self.close("plaintext peer refused: encryption is required")
+                return
+            self._scratch = None
+            self._dispatch(self.wire.receive_data(prefix))
+            return
+        self._mse = mse.MseResponder(
+            skeys=self._skeys() if self._skeys is not None else (),
+            crypto_select=self.encryption.select,
+            private_key=mse.private_key_from_secret(secrets.token_bytes(20)),
+            pad=_random_pad(),
+        )
+        self._negotiate(prefix)
+
+    def _negotiate(self, data: bytes) -> None:
+        assert self._mse is not None
+        events = self._mse.receive_data(data)
+        out = self._mse.data_to_send()
+        if out:
+            self._raw_write(out)
+        for event in events:
+            endpoint = self._mse
+            self._mse = None
+            self._scratch = None
+            self.mse_skey = event.skey
+            if event.selected == mse.CRYPTO_RC4:
+                self._cipher = endpoint
+                self.crypto = "rc4"
+            else:
+                self.crypto = "plaintext"
+            rest = event.initial_payload + event.remainder
+            if rest:
+                self._dispatch(self.wire.receive_data(rest))
 
     def eof_received(self) -> bool:
         self.close_reason = self.close_reason or "peer closed the connection"
@@ -120,6 +232,8 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         log.debug("%s closed: %s", self, self.close_reason or exc, exc_info=self._bug)
+        if self._mse is not None and self.outgoing:
+            self.mse_failed = True  # closed mid-MSE: a plain-only peer, maybe
         self.transport = None
         self._writable.set()
         if exc is not None and not self.close_reason:
@@ -145,6 +259,11 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.write(wire.encode(msg))
 
     def write(self, data: bytes | memoryview) -> None:
+        if self._cipher is not None:
+            data = self._cipher.encrypt(data)
+        self._raw_write(data)
+
+    def _raw_write(self, data: bytes | memoryview) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(data)
@@ -184,3 +303,7 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def __repr__(self) -> str:
         return f"<peer {self.addr} {self.peer_id[:8]!r}>"
+
+
+def _random_pad() -> bytes:
+    return secrets.token_bytes(secrets.randbelow(MSE_MAX_PAD_BYTES + 1))

@@ -44,6 +44,7 @@ from client.core.metadata import (
     parse_metadata_message,
 )
 from client.core.metainfo import Metainfo
+from client.core.mse import EncryptionPolicy
 from client.core.pex import PexState, parse_pex
 from client.core.picker import BlockRequest, PiecePicker
 from client.core.pipeline import RequestPipeline
@@ -257,6 +258,7 @@ class TorrentSession:
         rng: random.Random | None = None,
         reserved: bytes = wire.make_reserved(extension=True),
         dht_port: int | None = None,
+        encryption: EncryptionPolicy = EncryptionPolicy.PREFER,
     ) -> None:
         self.meta = meta
         self.info_hash = meta.info_hash
@@ -267,6 +269,7 @@ class TorrentSession:
         self._loop = asyncio.get_running_loop()
         self._reserved = reserved
         self.dht_port = dht_port
+        self.encryption = encryption
         self._metadata_server = MetadataServer(meta.info_bytes)
         self.storage = Storage(save_dir, meta)
         n = meta.num_pieces
@@ -437,20 +440,13 @@ class TorrentSession:
 
     async def _dial(self, addr: PeerAddr, source: str) -> None:
         try:
-            async with self._half_open:
-                async with asyncio.timeout(self.cfg.connect_timeout_s):
-                    _, conn = await self._loop.create_connection(
-                        lambda: PeerConnection(
-                            self, outgoing=True, clock=self._now, source=source
-                        ),
-                        addr.host,
-                        addr.port,
-                    )
-            conn.addr = addr
-            conn.write(
-                wire.encode_handshake(self.info_hash, self.peer_id, self._reserved)
-            )
+            policy = self.encryption
+            conn = await self._connect(addr, source, policy)
             await self._run_peer(conn, handshake_pending=True)
+            if conn.mse_failed and policy is EncryptionPolicy.PREFER:
+                # The peer may not speak MSE: 'prefer' falls back to plain.
+                conn = await self._connect(addr, source, EncryptionPolicy.OFF)
+                await self._run_peer(conn, handshake_pending=True)
         except (OSError, TimeoutError) as exc:
             log.debug("%s: connect to %s failed: %r", self._tag, addr, exc)
         finally:
@@ -461,6 +457,28 @@ class TorrentSession:
             # back; a seeder still checking its data accepts us later).
             if addr not in self._banned_addrs and addr not in self._own_addrs:
                 self._candidates.setdefault(addr, source)
+
+    async def _connect(
+        self, addr: PeerAddr, source: str, policy: EncryptionPolicy
+    ) -> PeerConnection:
+        async with self._half_open, asyncio.timeout(self.cfg.connect_timeout_s):
+            _, conn = await self._loop.create_connection(
+                lambda: PeerConnection(
+                    self,
+                    outgoing=True,
+                    clock=self._now,
+                    source=source,
+                    encryption=policy,
+                ),
+                addr.host,
+                addr.port,
+            )
+        conn.addr = addr
+        conn.start(
+            wire.encode_handshake(self.info_hash, self.peer_id, self._reserved),
+            self.info_hash,
+        )
+        return conn
 
     @property
     def _tag(self) -> str:

@@ -60,6 +60,7 @@ __all__ = [
     "Port",
     "Request",
     "Unchoke",
+    "WireEvent",
     "WireState",
     "encode",
     "encode_handshake",
