@@ -101,6 +101,7 @@ class ChordNode:
         self._sleep_until: float | None = None
         self._waiters: dict[int, _Waiter] = {}
         self._left = False
+        self._activity = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -295,6 +296,14 @@ class ChordNode:
         log.info("chord: left the ring, %d entries handed over", done.handed)
         return done
 
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds, checking it each time this peer
+        has handled a datagram or a timer (e.g. until its pointers are
+        right). Bound it with ``asyncio.timeout``."""
+        while not condition():
+            self._activity.clear()
+            await self._activity.wait()
+
     async def _wait(
         self,
         op_id: int,
@@ -348,6 +357,7 @@ class ChordNode:
                     waiter = self._waiters.get(op_id)
                     if waiter is not None and not waiter.done.done():
                         waiter.done.set_result(out)
+        self._activity.set()
         core = self._core
         deadline = core.next_deadline() if core is not None else None
         if deadline is not None and (
