@@ -84,19 +84,24 @@ class BlockOutcome:
 
 
 class _Partial:
-    """Per-block state of a started piece."""
+    """Per-block state of a started piece.
 
-    __slots__ = ("received", "requesters", "senders", "unreceived")
+    Blocks that lie wholly inside BEP 47 pad files count as received from the
+    start: their bytes are zeros by definition, so they are never requested.
+    """
 
-    def __init__(self, blocks: int) -> None:
-        self.received = [False] * blocks
+    __slots__ = ("fresh_unreceived", "received", "requesters", "senders", "unreceived")
+
+    def __init__(self, blocks: int, pad_blocks: frozenset[int] = frozenset()) -> None:
+        self.received = [b in pad_blocks for b in range(blocks)]
         self.requesters: list[set[PeerKey]] = [set() for _ in range(blocks)]
         self.senders: set[PeerKey] = set()
-        self.unreceived = blocks
+        self.unreceived = blocks - len(pad_blocks)
+        self.fresh_unreceived = self.unreceived
 
     def idle(self) -> bool:
         """Nothing received and nothing outstanding: the piece is fresh again."""
-        return self.unreceived == len(self.received) and not any(self.requesters)
+        return self.unreceived == self.fresh_unreceived and not any(self.requesters)
 
 
 class PiecePicker:
@@ -111,6 +116,11 @@ class PiecePicker:
         rng: source of the random choices (tie-breaks, first pieces).
         block_size: bytes per request.
         random_first_pieces: pick new pieces at random until this many are had.
+        pad_ranges: ``(offset, length)`` of each BEP 47 pad file in the
+            torrent's data. A block wholly inside pad files is zeros by
+            definition: it is never requested and counts as received (the
+            caller's piece buffer must start zeroed). A piece made only of
+            pad blocks is requested like any other.
 
     Raises:
         ClientError: the sizes are inconsistent.
@@ -126,6 +136,7 @@ class PiecePicker:
         block_size: int = BLOCK_SIZE,
         random_first_pieces: int = 4,
         endgame_max_requesters: int = ENDGAME_MAX_REQUESTERS,
+        pad_ranges: Iterable[tuple[int, int]] = (),
     ) -> None:
         if piece_length <= 0 or block_size <= 0 or total_length < 0:
             raise ClientError(
@@ -152,6 +163,44 @@ class PiecePicker:
         # insertion order = start order, so the oldest started piece is finished first
         self._partial: dict[int, _Partial] = {}
         self._outstanding: dict[PeerKey, set[BlockRequest]] = {}
+        self._pad_blocks = self._find_pad_blocks(pad_ranges)
+
+    def _find_pad_blocks(
+        self, pad_ranges: Iterable[tuple[int, int]]
+    ) -> dict[int, frozenset[int]]:
+        """Per piece, the blocks wholly inside (adjacent, merged) pad files."""
+        merged: list[list[int]] = []
+        for start, length in sorted(r for r in pad_ranges if r[1] > 0):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], start + length)
+            else:
+                merged.append([start, start + length])
+        found: dict[int, set[int]] = {}
+        for start, end in merged:
+            if start < 0 or end > self._total:
+                raise ClientError(
+                    f"picker: pad range {start}..{end} is outside the "
+                    f"{self._total}-byte torrent"
+                )
+            for piece in range(
+                start // self._piece_length, -(-end // self._piece_length)
+            ):
+                base = piece * self._piece_length
+                size = self.piece_size(piece)
+                for b in range(self.blocks_in(piece)):
+                    lo = base + b * self._block
+                    hi = min(lo + self._block, base + size)
+                    if start <= lo and hi <= end:
+                        found.setdefault(piece, set()).add(b)
+        return {
+            piece: frozenset(blocks)
+            for piece, blocks in found.items()
+            if len(blocks) < self.blocks_in(piece)
+        }
+
+    def pad_blocks(self, index: int) -> frozenset[int]:
+        """Blocks of piece ``index`` that are never requested (pad files)."""
+        return self._pad_blocks.get(index, frozenset())
 
     # -- geometry ------------------------------------------------------------
 
@@ -325,8 +374,12 @@ class PiecePicker:
         if self._have_count >= self._random_first:
             candidates.sort(key=self._avail.__getitem__)  # stable: random among equals
         for index in candidates:
-            state = self._partial[index] = _Partial(self.blocks_in(index))
+            state = self._partial[index] = _Partial(
+                self.blocks_in(index), self.pad_blocks(index)
+            )
             for b in range(len(state.received)):
+                if state.received[b]:
+                    continue
                 picked.append(self._assign(peer, state, index, b))
                 if len(picked) == n:
                     return picked
