@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import secrets
+import signal
+import sys
 
 import pytest
 
@@ -101,3 +104,42 @@ async def test_chord_udp_join_through_a_dead_address_fails_cleanly() -> None:
         assert await node.get_peers(secrets.token_bytes(20), timeout_s=2) == []
         with contextlib.suppress(DhtError):
             await node.announce(secrets.token_bytes(20), 6881, timeout_s=2)
+
+
+async def test_chord_cli_node_prints_its_port_and_joins() -> None:
+    code = (
+        "import argparse, sys\n"
+        "from client import cli_chord\n"
+        "p = argparse.ArgumentParser(); s = p.add_subparsers(dest='c')\n"
+        "cli_chord.register(s)\n"
+        "sys.exit(cli_chord.run_chord(p.parse_args(sys.argv[1:])))\n"
+    )
+    async with ChordNode(config=chord_testing_config()) as ring_peer:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            code,
+            "chord",
+            "node",
+            "--port",
+            "0",
+            "--json",
+            "--bootstrap",
+            str(ring_peer.address),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(20):
+                first = json.loads(await proc.stdout.readline())
+                assert first["event"] == "chord_listening"
+                assert first["port"] > 0
+                joined = json.loads(await proc.stdout.readline())
+                assert joined == {
+                    "event": "chord_joined",
+                    "successor": str(ring_peer.address),
+                }
+        finally:
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(10):
+                assert await proc.wait() == 0
