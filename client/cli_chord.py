@@ -206,17 +206,19 @@ def _finger_table(ring: ChordRing, node: int) -> Table:
     return table
 
 
-def _lookup_table(ring: ChordRing, path: LookupPath) -> Table:
-    table = Table(
-        title=f"lookup of key {path.key}: owner {path.owner}, {path.hops} hops",
-        caption="hops: closest preceding fingers until the key's predecessor",
+def _lookup_table(ring: ChordRing, path: LookupPath) -> RenderableType:
+    heading = Text(
+        f"lookup of key {path.key}: owner {path.owner}, {path.hops} hops "
+        "(closest preceding fingers until the key's predecessor)",
+        style="bold",
     )
+    table = Table()
     table.add_column("hop", justify="right")
     table.add_column("peer", justify="right")
     table.add_column("its successor", justify="right")
     for i, peer in enumerate(path.visited):
         table.add_row(str(i), str(peer), str(ring.successors(peer)[0]))
-    return table
+    return Group(heading, table)
 
 
 # -- chord node --------------------------------------------------------------------
