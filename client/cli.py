@@ -137,7 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The GIL switch interval, seconds. A thread that wants the GIL back from a
+# busy event loop waits up to this long; at CPython's default (5 ms) the
+# threads that hash and write pieces convoy behind the loop and fall behind
+# the network (seen: 400+ pieces queued, RSS x3 at 100+ MB/s). 0.5 ms keeps
+# them in step for a small switching cost.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args)

@@ -65,6 +65,10 @@ MAX_PEER_REQUESTS = 500
 PIECE_CACHE_PIECES = 8
 # Hash-and-write jobs at once: one per core.
 VERIFY_CONCURRENCY = 2
+# Complete pieces waiting for their hash before requesting stops: bounds the
+# memory held in piece buffers when the disk or the hashing threads fall
+# behind the network (each waiting piece holds piece_length bytes).
+VERIFY_BACKLOG_PIECES = 8
 # A peer that sends this many blocks we never asked for is dropped.
 MAX_UNREQUESTED_BLOCKS = 64
 # Seconds between keep-alives (BEP 3: connections time out after 2 minutes).
@@ -304,6 +308,8 @@ class TorrentSession:
         self._verify_queue: asyncio.Queue[int] = asyncio.Queue(
             maxsize=max(1, meta.num_pieces)
         )
+        self._verify_caught_up = asyncio.Event()
+        self._verify_caught_up.set()
         self._half_open = asyncio.Semaphore(config.max_half_open)
         self._candidates: collections.OrderedDict[PeerAddr, str] = (
             collections.OrderedDict()
@@ -716,12 +722,16 @@ class TorrentSession:
                     other_state.outstanding = max(0, other_state.outstanding - 1)
         if outcome.piece_done:
             self._verify_queue.put_nowait(msg.index)
+            if self._verify_queue.qsize() >= VERIFY_BACKLOG_PIECES:
+                self._verify_caught_up.clear()
         state.wake_requester.set()
 
     async def _verifier(self) -> None:
         while True:
             index = await self._verify_queue.get()
             await self._verify(index)
+            if self._verify_queue.qsize() < VERIFY_BACKLOG_PIECES:
+                self._verify_caught_up.set()
 
     async def _verify(self, index: int) -> None:
         buf = self._buffers[index]
@@ -802,6 +812,8 @@ class TorrentSession:
         while True:
             await state.wake_requester.wait()
             state.wake_requester.clear()
+            # Backpressure: no new requests while verification lags behind.
+            await self._verify_caught_up.wait()
             if state.peer_choking or not state.am_interested or not conn.is_open:
                 continue
             now = self._now()
