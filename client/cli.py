@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.logging import RichHandler
 
-from client import cli_dht, cli_torrent, demo
+from client import cli_chord, cli_dht, cli_torrent, demo
 from client.core.magnet import Magnet, magnet_from_metainfo, parse_magnet
 from client.core.metainfo import Metainfo
 from client.core.ratelimit import parse_rate
@@ -78,6 +78,12 @@ def _add_peer_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-dht", action="store_true", help="no DHT (BEP 5)")
     p.add_argument(
+        "--overlay",
+        choices=("mainline", "chord"),
+        default="mainline",
+        help="DHT to find peers in: mainline (BEP 5) or chord (bitswarm peers only)",
+    )
+    p.add_argument(
         "--encryption",
         choices=("prefer", "require", "off"),
         default="prefer",
@@ -133,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tracker)
 
     cli_dht.register(sub)
+    cli_chord.register(sub)
     demo.register(sub)
     return parser
 
@@ -203,7 +210,9 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
     if not args.no_dht:
         dht_port = args.dht_port if args.dht_port is not None else args.port
         # Public routers (by host name) only when the user names no node.
-        bootstrap = tuple(args.dht_bootstrap) or DEFAULT_BOOTSTRAP_NODES
+        bootstrap = tuple(args.dht_bootstrap)
+        if not bootstrap and args.overlay == "mainline":
+            bootstrap = DEFAULT_BOOTSTRAP_NODES
     return EngineConfig(
         host=args.host,
         port=args.port,
@@ -212,6 +221,7 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         dht_port=dht_port,
         dht_bootstrap=bootstrap,
         encryption=args.encryption,
+        overlay=args.overlay,
     )
 
 

@@ -36,7 +36,7 @@ from dht import (
     PeerAddr,
 )
 
-__all__ = ["register", "render_chord_statistics", "render_ring", "run_chord"]
+__all__ = ["register", "render_chord_statistics", "render_ring", "run_chord", "serve"]
 
 JSON_INTERVAL_S = 2.0  # seconds between --json statistics lines
 LIVE_INTERVAL_S = 1.0  # seconds between live display refreshes
@@ -87,7 +87,7 @@ def run_chord(args: argparse.Namespace) -> int:
             return _draw(args)
         config = ChordConfig(m=args.m, successors=args.successors)
         bootstrap = PeerAddr.parse(args.bootstrap) if args.bootstrap else None
-        asyncio.run(_serve(args, config, bootstrap))
+        asyncio.run(serve(args, config, bootstrap))
     except KeyboardInterrupt:
         return 0
     except (DhtError, OSError, ValueError) as exc:
@@ -268,9 +268,11 @@ def _json_stats(stats: ChordStatistics) -> str:
     )
 
 
-async def _serve(
+async def serve(
     args: argparse.Namespace, config: ChordConfig, bootstrap: PeerAddr | None
 ) -> None:
+    """Run a ring peer until cancelled (``args``: host, port, json, interval);
+    also ``bitswarm dht --overlay chord``."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     if main is not None:

@@ -21,7 +21,15 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from dht import DEFAULT_BOOTSTRAP_NODES, DhtError, DhtNode, DhtStatistics, PeerAddr
+from client.cli_chord import serve as serve_chord
+from dht import (
+    DEFAULT_BOOTSTRAP_NODES,
+    ChordConfig,
+    DhtError,
+    DhtNode,
+    DhtStatistics,
+    PeerAddr,
+)
 
 __all__ = ["register", "render_dht_statistics", "run_dht"]
 
@@ -53,6 +61,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--state", metavar="FILE", help="load/save the routing table here")
     p.add_argument(
+        "--overlay",
+        choices=("mainline", "chord"),
+        default="mainline",
+        help="which DHT to run: mainline (BEP 5, default) or a Chord ring peer",
+    )
+    p.add_argument("--m", type=int, default=160, help="chord: bits of the id circle")
+    p.add_argument(
+        "--successors",
+        type=int,
+        default=2,
+        metavar="R",
+        help="chord: successor-list length",
+    )
+    p.add_argument(
         "--json", action="store_true", help="one JSON line every few seconds"
     )
     p.add_argument(
@@ -68,6 +90,10 @@ def run_dht(args: argparse.Namespace) -> int:
     """Entry point of ``bitswarm dht``; returns the exit status."""
     try:
         bootstrap = [PeerAddr.parse(a) for a in args.bootstrap]
+        if args.overlay == "chord":
+            config = ChordConfig(m=args.m, successors=args.successors)
+            asyncio.run(serve_chord(args, config, bootstrap[0] if bootstrap else None))
+            return 0
         if args.public_bootstrap:
             bootstrap += [PeerAddr.parse(a) for a in DEFAULT_BOOTSTRAP_NODES]
         asyncio.run(_serve(args, bootstrap))

@@ -30,7 +30,14 @@ from client.metadata_fetch import MetadataFetcher
 from client.peer import PeerConnection
 from client.session import SessionConfig, TorrentSession
 from client.tracker_client import TrackerClient, TrackerClientConfig, TransferStats
-from dht import DhtConfig, DhtError, DhtNode, PeerAddr
+from dht import (
+    ChordConfig,
+    ChordNode,
+    DhtConfig,
+    DhtError,
+    DhtNode,
+    PeerAddr,
+)
 
 __all__ = ["Engine", "EngineConfig", "make_peer_id"]
 
@@ -64,6 +71,10 @@ class EngineConfig:
     #: after 30 minutes); lookups repeat sooner while a torrent has no peers
     dht_announce_interval_s: float = 900.0
     dht_retry_s: float = 5.0
+    #: which DHT the node runs: "mainline" (BEP 5; talks to other clients)
+    #: or "chord" (a Chord ring among bitswarm peers)
+    overlay: str = "mainline"
+    chord_config: ChordConfig | None = None
     #: MSE/PE: "prefer" (encrypt when possible, accept plain peers),
     #: "require" (RC4 only) or "off" (plain BitTorrent only)
     encryption: str = "prefer"
@@ -110,7 +121,7 @@ class Engine:
         self.global_down: TokenBucket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.fetchers: dict[bytes, MetadataFetcher] = {}
-        self.dht: DhtNode | None = None
+        self.dht: DhtNode | ChordNode | None = None
         self._dht_ready = asyncio.Event()
         try:
             self.encryption = EncryptionPolicy(config.encryption)
@@ -136,12 +147,19 @@ class Engine:
         )
         self.address = PeerAddr(host, int(sockname[1]))
         if self.config.dht_port is not None:
-            self.dht = DhtNode(
-                host=host,
-                port=self.config.dht_port,
-                config=self.config.dht_config,
-                state_path=self.config.dht_state_path,
-            )
+            if self.config.overlay == "chord":
+                self.dht = ChordNode(
+                    host=host,
+                    port=self.config.dht_port,
+                    config=self.config.chord_config,
+                )
+            else:
+                self.dht = DhtNode(
+                    host=host,
+                    port=self.config.dht_port,
+                    config=self.config.dht_config,
+                    state_path=self.config.dht_state_path,
+                )
             await self.dht.__aenter__()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -152,9 +170,16 @@ class Engine:
     @property
     def reserved(self) -> bytes:
         """Our handshake's reserved bits: BEP 10, and BEP 5 with a DHT."""
-        return wire.make_reserved(extension=True, dht=self.dht is not None)
+        return wire.make_reserved(extension=True, dht=self._mainline_port is not None)
 
-    async def _dht_bootstrap(self, dht: DhtNode) -> None:
+    @property
+    def _mainline_port(self) -> int | None:
+        """Our BEP 5 node's port, for the 'port' message (not for Chord)."""
+        if isinstance(self.dht, DhtNode):
+            return self.dht.address.port
+        return None
+
+    async def _dht_bootstrap(self, dht: DhtNode | ChordNode) -> None:
         try:
             if self.config.dht_bootstrap:
                 size = await dht.bootstrap(list(self.config.dht_bootstrap))
@@ -220,7 +245,7 @@ class Engine:
             on_event=self._on_event,
             rng=random.Random(self._rng.getrandbits(64)),
             reserved=self.reserved,
-            dht_port=self.dht.address.port if self.dht is not None else None,
+            dht_port=self._mainline_port,
             encryption=self.encryption,
         )
         session.add_own_address(self.address)
@@ -276,13 +301,14 @@ class Engine:
         dht = self.dht
         assert dht is not None
         await self._dht_ready.wait()
+        source = "chord" if isinstance(dht, ChordNode) else "dht"
         while True:
             found = 0
 
             def on_peers(batch: list[PeerAddr]) -> None:
                 nonlocal found
                 found += len(batch)
-                session.add_peers(batch, "dht")
+                session.add_peers(batch, source)
 
             try:
                 await dht.lookup_peers(info_hash, on_peers)
