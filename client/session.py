@@ -92,6 +92,8 @@ class SessionConfig:
     retry_peer_after_s: float = 10.0
     random_first_pieces: int = 4
     pex_interval_s: float = 60.0  # BEP 11: at most one message a minute
+    #: exchange peers by ut_pex (always off for private torrents, BEP 27)
+    pex: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -346,6 +348,11 @@ class TorrentSession:
             self._on_event(name, fields)
 
     @property
+    def _pex_enabled(self) -> bool:
+        """BEP 27: private torrents get peers from their tracker only."""
+        return self.cfg.pex and not self.meta.private
+
+    @property
     def is_complete(self) -> bool:
         return self.picker.is_complete
 
@@ -523,7 +530,7 @@ class TorrentSession:
                         metadata_size=len(self.meta.info_bytes),
                         listen_port=self.listen_port or None,
                         yourip=_packed_ip(conn.addr),
-                        ut_pex=not self.meta.private,
+                        ut_pex=self._pex_enabled,
                     ),
                 )
             )
@@ -640,7 +647,7 @@ class TorrentSession:
                 state.pipeline.set_peer_limit(hs.reqq)
             if (
                 state.ext.supports(UT_PEX)
-                and not self.meta.private
+                and self._pex_enabled
                 and state.listen_addr is not None
                 and state.pex is None
             ):
@@ -655,7 +662,7 @@ class TorrentSession:
                 reply = self._metadata_server.handle_request(msg.piece)
                 conn.send(wire.Extended(ext_id=their_id, payload=reply))
             return
-        if ext_id == UT_PEX_ID and not self.meta.private:
+        if ext_id == UT_PEX_ID and self._pex_enabled:
             pex = parse_pex(payload)
             if pex.added:
                 self.add_peers(list(pex.added), "pex")
@@ -937,7 +944,7 @@ class TorrentSession:
     def _send_pex(self, now: float) -> None:
         """BEP 11: tell each ut_pex peer which peers we are connected to
         (their listen addresses), at most once per interval."""
-        if self.meta.private:
+        if not self._pex_enabled:
             return
         current = {s.listen_addr for s in self.peers.values() if s.listen_addr}
         for state in self.peers.values():
