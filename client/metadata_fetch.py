@@ -98,12 +98,16 @@ class MetadataFetcher:
             self._on_event(name, fields)
 
     def add_peers(self, addrs: list[PeerAddr], source: str) -> None:
+        added = 0
         for addr in addrs:
             if addr in self.own_addrs or addr in self.known:
                 continue
             self.known[addr] = source
             self._candidates[addr] = source
-        self._wake.set()
+            added += 1
+        if added:
+            self._emit("peers_found", source=source, count=added)
+            self._wake.set()
 
     async def run(self) -> bytes:
         """Return the verified info dictionary bytes."""
