@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.logging import RichHandler
 
-from client import cli_chord, cli_dht, cli_torrent, demo
+from client import cli_chord, cli_dht, cli_lab, cli_torrent, demo
 from client.core.magnet import Magnet, magnet_from_metainfo, parse_magnet
 from client.core.metainfo import Metainfo
 from client.core.ratelimit import parse_rate
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_dht.register(sub)
     cli_chord.register(sub)
     demo.register(sub)
+    cli_lab.register(sub)
     return parser
 
 
