@@ -309,23 +309,26 @@ async def _session_main(
                 "mode": "seed" if seed else "download",
             },
         )
+        magnet = magnet_from_metainfo(meta).to_uri()
         if not args.json and not args.quiet:
-            magnet = magnet_from_metainfo(meta).to_uri()
             console.print(f"[bold]{meta.name}[/bold]  magnet: {magnet}")
             console.print(f"listening on port {engine.address.port}")
+        elif args.quiet and seed:
+            print(magnet, flush=True)  # what a user of 'seed' came for
         async with asyncio.TaskGroup() as tg:
             ui = None
             if events is not None:
                 ui = tg.create_task(_json_progress(events, session))
             elif not args.quiet:
                 ui = tg.create_task(_live(console, session))
-            await session.wait_started()
-            if seed:
+            await session.wait_settled()
+            if session.failure is None and seed:
                 await asyncio.Event().wait()  # until Ctrl-C
-            await session.wait_complete()
             if ui is not None:
                 ui.cancel()
         stats = session.statistics()
+    if session.failure is not None:
+        raise ClientError(session.failure)
     if events is not None:
         events.progress(stats)
         events("done", {"info_hash": meta.info_hash_hex, "path": str(save_dir)})

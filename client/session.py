@@ -334,6 +334,9 @@ class TorrentSession:
         self.hash_failures = 0
         self.bans = 0
         self.state = "starting"
+        #: why the torrent stopped, if it failed (e.g. the disk is full)
+        self.failure: str | None = None
+        self._settled = asyncio.Event()  # complete, or stopped by a failure
         #: called with a peer's DHT node address from a BEP 5 ``port`` message
         self.on_dht_port: Callable[[PeerAddr], None] | None = None
         self._last_rechoke_request = 0.0
@@ -368,7 +371,30 @@ class TorrentSession:
 
     async def run(self) -> None:
         """Check existing data, then trade with peers until cancelled (or,
-        with ``seed_after_complete`` off, until complete)."""
+        with ``seed_after_complete`` off, until complete).
+
+        A storage failure (disk full, permissions) stops this torrent only:
+        it is recorded in :attr:`failure`, reported as a ``torrent_error``
+        event, and every piece verified so far stays on disk for a resume.
+        """
+        try:
+            await self._run()
+        except* StorageError as eg:
+            self.failure = str(eg.exceptions[0])
+            self.state = "error"
+            log.warning("%s: stopped: %s", self._tag, self.failure)
+            self._emit(
+                "torrent_error", info_hash=self.meta.info_hash_hex, reason=self.failure
+            )
+        finally:
+            self._settled.set()
+
+    async def wait_settled(self) -> None:
+        """Until the download is complete or the torrent failed (then
+        :attr:`failure` says why)."""
+        await self._settled.wait()
+
+    async def _run(self) -> None:
         self.state = "checking"
         await asyncio.to_thread(self.storage.create_empty_files)
         verified = await asyncio.to_thread(self.storage.recheck)
@@ -407,6 +433,7 @@ class TorrentSession:
         if self.is_complete:
             if not self._complete.is_set():
                 self._complete.set()
+                self._settled.set()
             self.state = "seeding"
         else:
             self.state = "downloading"
