@@ -125,7 +125,8 @@ def parse_magnet(uri: str) -> Magnet:
     """Parse a BEP 9 magnet URI.
 
     Raises:
-        NotAMagnetError: the text does not start with ``magnet:?``.
+        NotAMagnetError: the text does not start with ``magnet:?``, is too
+            long, or holds undecodable bytes (lone surrogates).
         MagnetMissingHashError: no ``xt=urn:btih:`` parameter.
         MagnetHashError: a btih value is not 40 hex / 32 base32 characters.
         MagnetConflictError: two different btih values.
@@ -140,6 +141,14 @@ def parse_magnet(uri: str) -> Magnet:
         raise NotAMagnetError(
             f"magnet: URI is {len(uri)} characters, over the cap of {MAX_MAGNET_CHARS}"
         )
+    try:
+        uri.encode("utf-8")
+    except UnicodeEncodeError:
+        # A command-line argument with bytes that are not UTF-8 arrives with
+        # lone surrogates (PEP 383); they would break to_uri() and the UI.
+        raise NotAMagnetError(
+            f"magnet: URI holds bytes that are not UTF-8: {uri[:60]!r}"
+        ) from None
     query = uri[len(_SCHEME) :].partition("#")[0]
     hashes: list[bytes] = []
     other_xt: list[str] = []
