@@ -129,3 +129,85 @@ def test_any_input_decodes_or_raises_remote_error(data: bytes, n: int) -> None:
     except RemotePeerProtocolError:
         return
     assert bf.to_bytes() == data
+
+
+_SIZED_SETS = st.integers(min_value=0, max_value=300).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        st.sets(st.integers(0, max(n - 1, 0)), max_size=n),
+        st.sets(st.integers(0, max(n - 1, 0)), max_size=n),
+    )
+)
+
+
+def _of(n: int, indices: set[int]) -> Bitfield:
+    bf = Bitfield(n)
+    for i in indices:
+        bf.set(i)
+    return bf
+
+
+@given(_SIZED_SETS)
+def test_int_form_is_the_wire_payload_as_a_big_endian_int(
+    case: tuple[int, set[int], set[int]],
+) -> None:
+    n, indices, _ = case
+    bf = _of(n, indices)
+    assert bf.to_int() == int.from_bytes(bf.to_bytes(), "big")
+    assert Bitfield.from_int(bf.to_int(), n) == bf
+
+
+@given(_SIZED_SETS)
+def test_set_operations_agree_with_python_sets(
+    case: tuple[int, set[int], set[int]],
+) -> None:
+    n, a, b = case
+    bf_a, bf_b = _of(n, a), _of(n, b)
+    assert list(bf_a.indices()) == sorted(a)
+    assert list(bf_a) == [i in a for i in range(n)]
+    assert [bf_a[i] for i in range(n)] == [i in a for i in range(n)]
+    assert bf_a.count() == len(a)
+    assert bf_a.any() == bool(a)
+    assert bf_a.all() == (len(a) == n)
+    assert bf_a.has_any_not_in(bf_b) == bool(a - b)
+    assert bf_a.to_string() == "".join("1" if i in a else "0" for i in range(n))
+    for i in b:
+        bf_a.clear(i)
+    assert set(bf_a.indices()) == a - b
+
+
+def test_from_int_rejects_bits_outside_the_pieces() -> None:
+    assert Bitfield.from_int(0b1100_0000, 2) == Bitfield.from_string("11")
+    with pytest.raises(ValueError, match="outside 2 pieces"):
+        Bitfield.from_int(0b0010_0000, 2)  # spare bit
+    with pytest.raises(ValueError, match="outside 2 pieces"):
+        Bitfield.from_int(1 << 8, 2)
+    with pytest.raises(ValueError, match="outside"):
+        Bitfield.from_int(-1, 2)
+
+
+def test_clearing_a_clear_bit_changes_nothing() -> None:
+    bf = Bitfield.from_string("101")
+    bf.clear(1)
+    assert bf.to_string() == "101"
+
+
+def test_empty_bitfield() -> None:
+    bf = Bitfield(0)
+    assert bf.to_bytes() == b""
+    assert bf.to_int() == 0
+    assert list(bf.indices()) == []
+    assert bf.all()
+    assert not bf.any()
+    assert Bitfield.from_string("") == bf
+
+
+def test_large_bitfield_set_ops() -> None:
+    n = 16384
+    evens = _of(n, set(range(0, n, 2)))
+    odds = _of(n, set(range(1, n, 2)))
+    assert evens.count() == n // 2
+    assert not evens.has_any_not_in(Bitfield.full(n))
+    assert evens.has_any_not_in(odds)
+    assert Bitfield.full(n).to_bytes() == b"\xff" * (n // 8)
+    assert list(odds.indices())[-1] == n - 1
