@@ -53,6 +53,7 @@ class Measurement:
 
     n: int
     mode: str
+    folder: Path  # where the N copies are, one subfolder per peer
     seconds: float
     cpu: float
     finish_s: tuple[float, ...]
@@ -144,10 +145,13 @@ async def measure(
         leech_cfg = _session_config(
             settings, slots=settings.peer_slots if p2p else 1, pex=p2p
         )
+        # A fresh folder per run: a folder holding a finished copy would be
+        # "downloaded" by its recheck in no time.
+        dest = Path(tempfile.mkdtemp(prefix=f"{mode}-{n}-", dir=root))
         sessions = [
             eng.add_torrent(
                 meta,
-                root / f"{mode}-{n}" / str(i),
+                dest / str(i),
                 config=leech_cfg,
                 use_trackers=False,
             )
@@ -182,6 +186,7 @@ async def measure(
     wall = t1 - t0
     return Measurement(
         n=n,
+        folder=dest,
         mode=mode,
         seconds=wall,
         cpu=cpu / wall if wall > 0 else 0.0,
