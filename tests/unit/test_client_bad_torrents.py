@@ -72,6 +72,13 @@ TABLE: dict[str, tuple[type[MetainfoError], str]] = {
     "duplicate_paths": (DuplicatePathError, "duplicate path 'bad/a.txt'"),
     "file_inside_file": (DuplicatePathError, "puts a file inside another file"),
     "v2_only": (UnsupportedV2Error, "v2-only torrents are not supported"),
+    # issue 8: more forms of path traversal, and a file list the pieces disagree with
+    "path_utf8_dotdot": (UnsafePathError, "unsafe path '..'"),
+    "path_unc": (UnsafePathError, "an absolute path"),
+    "name_drive_letter": (UnsafePathError, "'C:evil.txt': a Windows drive letter"),
+    "path_dotdot_nested": (UnsafePathError, "'..' path component"),
+    "files_total_disagrees": (PieceCountMismatchError, "3 piece hashes, but 16484"),
+    "name_with_nul": (UnsafePathError, "a NUL byte"),
 }
 
 
