@@ -118,6 +118,7 @@ def render_table(points: Sequence[LabPoint]) -> Table:
         "D_p2p bound",
         "p2p ratio",
         "CPU cs/p2p",
+        "load",
     ):
         table.add_column(name, justify="right")
     for p in points:
@@ -130,6 +131,7 @@ def render_table(points: Sequence[LabPoint]) -> Table:
             f"{p.bound_p2p:.2f}",
             f"{p.ratio_p2p:.3f}",
             f"{p.cpu_cs:.0%}/{p.cpu_p2p:.0%}",
+            f"{p.load:.1f}",
         )
     return table
 
@@ -179,7 +181,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
             )
             console.print(
                 f"  N = {m.n:>3} {m.mode:>3}: {m.seconds:6.2f} s "
-                f"(bound {bound:.2f} s, x{m.seconds / bound:.3f}, CPU {m.cpu:.0%})"
+                f"(bound {bound:.2f} s, x{m.seconds / bound:.3f}, CPU {m.cpu:.0%}, "
+                f"load {m.load:.1f})"
             )
 
     points = asyncio.run(run_lab(settings, args.n, on_measurement=on_measurement))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import tempfile
 import time
@@ -56,6 +57,9 @@ class Measurement:
     folder: Path  # where the N copies are, one subfolder per peer
     seconds: float
     cpu: float
+    #: the machine's 1-minute load average after the run: other processes
+    #: competing for the cores inflate the times as much as our own CPU does
+    load: float
     finish_s: tuple[float, ...]
 
 
@@ -190,6 +194,7 @@ async def measure(
         mode=mode,
         seconds=wall,
         cpu=cpu / wall if wall > 0 else 0.0,
+        load=os.getloadavg()[0],
         finish_s=tuple(f - t0 for f in finish),
     )
 
@@ -233,6 +238,7 @@ async def run_lab(
                 bound_p2p=settings.bound_p2p(n),
                 cpu_cs=got["cs"].cpu,
                 cpu_p2p=got["p2p"].cpu,
+                load=max(got["cs"].load, got["p2p"].load),
             )
             points.append(point)
             if on_point is not None:

@@ -314,6 +314,8 @@ class LabPoint:
         cpu_cs: process CPU seconds per wall second during the
             client-server run (1.0 = the event loop's core is saturated);
             likewise ``cpu_p2p``.
+        load: the machine's load average during the runs (other processes
+            competing for the cores slow the swarm down too).
     """
 
     n: int
@@ -323,6 +325,7 @@ class LabPoint:
     bound_p2p: float
     cpu_cs: float = 0.0
     cpu_p2p: float = 0.0
+    load: float = 0.0
 
     @property
     def ratio_cs(self) -> float:
@@ -343,6 +346,7 @@ class LabPoint:
             "ratio_p2p": self.ratio_p2p,
             "cpu_cs": self.cpu_cs,
             "cpu_p2p": self.cpu_p2p,
+            "load": self.load,
         }
 
 
