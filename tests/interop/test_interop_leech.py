@@ -170,7 +170,7 @@ async def test_from_transmission_by_torrent_with_our_tracker(
         bitswarm(events) as eng,
     ):
         session = eng.add_torrent(meta, tmp_path / "out", config=fast_session())
-        await wait_complete(session, 40)
+        await wait_complete(session, 45)
     assert same_tree(tmp_path / "out", src)
     found_only_through(events, tr.address, "tracker")
     assert tracker.answered_announces("transmission")
@@ -184,5 +184,5 @@ async def test_from_transmission_by_magnet_with_x_pe(tmp_path: Path) -> None:
     path.write_bytes(torrent)
     async with Transmission(path, src, tmp_path / "tr") as tr, bitswarm() as eng:
         link = magnet(meta, peers=(tr.address,), name=False)
-        await open_magnet(eng, link, tmp_path / "out", 40)
+        await open_magnet(eng, link, tmp_path / "out", 45)
     assert same_tree(tmp_path / "out", src)

@@ -22,6 +22,10 @@ from tests.interop.helpers import (
     write_album,
 )
 
+# Seconds for a Transmission download: it decides interest (and unchokes) in
+# a rechoke pulse every 10 s, and a magnet restarts after the metadata.
+TRANSMISSION_S = 45
+
 
 async def test_libtorrent_downloads_by_torrent_from_our_tracker(
     tmp_path: Path, lt: ModuleType, tracker: OurTracker
@@ -109,7 +113,7 @@ async def test_transmission_downloads_by_torrent_from_our_tracker(
         await seeder.wait_started()
         async with Transmission(path, out, tmp_path / "tr") as tr:
             # our seeder learns it from the tracker and dials it
-            await wait_until(done, 30, "Transmission's download")
+            await wait_until(done, TRANSMISSION_S, "Transmission's download")
             await wait_until(tr.seeding, 10, "Transmission to verify and seed")
     assert tracker.answered_announces("transmission")
 
@@ -130,6 +134,6 @@ async def test_transmission_downloads_by_magnet_from_our_tracker(
         seeder = eng.add_torrent(meta, src, config=fast_session())
         await seeder.wait_started()
         async with Transmission(uri, out, tmp_path / "tr") as tr:
-            await wait_until(done, 30, "Transmission's download")
+            await wait_until(done, TRANSMISSION_S, "Transmission's download")
             await wait_until(tr.seeding, 10, "Transmission to verify and seed")
     assert tracker.answered_announces("transmission")

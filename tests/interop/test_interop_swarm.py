@@ -94,7 +94,7 @@ async def test_aria2_seeds_to_bitswarm_and_transmission_through_our_tracker(
         await wait_complete(session)
         await wait_until(
             lambda: same_tree(tr_out, src, skip_empty=True),
-            40,
+            45,
             "Transmission's download",
         )
         await wait_until(tr.seeding, 10, "Transmission to verify and seed")
