@@ -108,15 +108,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def render_table(points: Sequence[LabPoint]) -> Table:
-    table = Table(title="Distribution time: measured vs lower bound (seconds)")
+    table = Table(
+        title="Distribution time (s): measured D and its lower bound",
+        caption="ratio = measured / bound; CPU = this process, load = machine",
+    )
     for name in (
         "N",
-        "D_cs measured",
-        "D_cs bound",
-        "cs ratio",
-        "D_p2p measured",
-        "D_p2p bound",
-        "p2p ratio",
+        "D_cs",
+        "bound",
+        "ratio",
+        "D_p2p",
+        "bound",
+        "ratio",
         "CPU cs/p2p",
         "load",
     ):
@@ -146,10 +149,10 @@ def render_chart(settings: LabSettings, points: Sequence[LabPoint]) -> Text:
     text.append(f"{CS_BOUND * 3} client-server bound", style=_CHART_STYLES[CS_BOUND])
     text.append("   ")
     text.append(f"{P2P_BOUND * 3} P2P bound", style=_CHART_STYLES[P2P_BOUND])
-    text.append("   ")
+    text.append("\n  measured: ")
     text.append(f"{CS_POINT} client-server", style=_CHART_STYLES[CS_POINT])
     text.append("   ")
-    text.append(f"{P2P_POINT} P2P measured", style=_CHART_STYLES[P2P_POINT])
+    text.append(f"{P2P_POINT} P2P", style=_CHART_STYLES[P2P_POINT])
     text.append("   ")
     text.append(f"{BOTH_POINTS} both", style=_CHART_STYLES[BOTH_POINTS])
     return text

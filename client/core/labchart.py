@@ -218,11 +218,12 @@ def render_text(
         grid[row(p.measured_cs)][col(p.n)] = CS_POINT
         r, c = row(p.measured_p2p), col(p.n)
         grid[r][c] = BOTH_POINTS if grid[r][c] == CS_POINT else P2P_POINT
-    label_w = max(len(f"{t_top:.1f}"), 4)
+    digits = 1 if t_top >= 10 else 2
+    label_w = max(len(f"{t_top:.{digits}f}"), 4)
     rows: list[str] = []
     for i, cells in enumerate(grid):
         t = (height - 1 - i) / (height - 1) * t_top
-        label = f"{t:.1f}" if i % 4 == 0 or i == height - 1 else ""
+        label = f"{t:.{digits}f}" if i % 4 == 0 or i == height - 1 else ""
         rows.append(f"{label:>{label_w}} |" + "".join(cells))
     rows.append(" " * label_w + " +" + "-" * width)
     axis = [" "] * width
