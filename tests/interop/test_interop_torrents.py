@@ -269,6 +269,50 @@ async def test_hybrid_torrent_by_magnet_from_libtorrent(
     assert same_tree(tmp_path / "out", src)
 
 
+async def test_bitswarm_seeds_a_hybrid_torrent_to_libtorrent(
+    tmp_path: Path, lt: ModuleType
+) -> None:
+    """Our seeder checks and serves the v1 pieces, pad zeros included;
+    libtorrent verifies them against the v1 and the v2 hashes."""
+    src = tmp_path / "src"
+    album = write_album(src)
+    torrent = lt_make(lt, album, 64 * KiB, 0)
+    meta = parse_metainfo(torrent)
+    async with engine() as eng, Libtorrent() as client:
+        seeder = eng.add_torrent(meta, src, config=fast_session())
+        await seeder.wait_started()
+        assert seeder.statistics().pieces_have == meta.num_pieces
+        handle = client.add(torrent, tmp_path / "out", peers=[eng.address])
+        await client.wait_seeding(handle, 20)
+    assert same_tree(tmp_path / "out", src)
+    assert not list(src.rglob(".pad"))
+
+
+async def test_libtorrent_fetches_hybrid_metadata_from_bitswarm(
+    tmp_path: Path, lt: ModuleType
+) -> None:
+    """By magnet with x.pe: libtorrent takes the hybrid info dict from us
+    over ut_metadata and downloads from a v1-only peer."""
+    src = tmp_path / "src"
+    album = write_album(src)
+    torrent = lt_make(lt, album, 32 * KiB, 0)
+    meta = parse_metainfo(torrent)
+    async with engine() as eng, Libtorrent() as client:
+        seeder = eng.add_torrent(meta, src, config=fast_session())
+        await seeder.wait_started()
+        link = Magnet(
+            info_hash=meta.info_hash,
+            display_name=None,
+            trackers=(),
+            peers=(eng.address,),
+            exact_length=None,
+        )
+        handle = client.add(link.to_uri(), tmp_path / "out")
+        await client.wait_seeding(handle, 20)
+        assert client.alerts_of("metadata_received_alert")
+    assert same_tree(tmp_path / "out", src)
+
+
 def test_v2_only_torrent_is_refused_with_a_clear_message(
     tmp_path: Path, lt: ModuleType
 ) -> None:
