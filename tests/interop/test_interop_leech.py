@@ -14,7 +14,13 @@ from typing import Any
 
 from dht import DhtNode
 from dht import testing_config as dht_testing_config
-from tests.interop.clients import Aria2, Libtorrent, Transmission, same_tree
+from tests.interop.clients import (
+    Aria2,
+    Libtorrent,
+    Transmission,
+    same_tree,
+    wait_until,
+)
 from tests.interop.helpers import (
     OurTracker,
     bitswarm,
@@ -26,6 +32,24 @@ from tests.interop.helpers import (
     wait_complete,
     write_album,
 )
+
+
+async def announced(tracker: OurTracker, client: str) -> None:
+    """Until ``client`` is in the swarm, so that our first announce finds it
+    and we dial it before it could learn of us and dial us."""
+    await wait_until(
+        lambda: bool(tracker.answered_announces(client)),
+        15,
+        f"{client}'s announce",
+    )
+
+
+async def stored_in_dht(node: DhtNode) -> None:
+    """Until the client's announce_peer reached our node: our first lookup
+    then finds it, before it could find us."""
+    await wait_until(
+        lambda: node.statistics().peers_stored >= 1, 20, "the client's DHT announce"
+    )
 
 
 def dht_engine(node: DhtNode) -> dict[str, Any]:
@@ -51,6 +75,7 @@ async def test_from_libtorrent_by_torrent_with_our_tracker(
     async with Libtorrent() as client:
         handle = client.add(torrent, src)
         await client.wait_seeding(handle, 10)
+        await announced(tracker, "libtorrent")
         async with bitswarm(events) as eng:
             session = eng.add_torrent(meta, tmp_path / "out", config=fast_session())
             await wait_complete(session)
@@ -89,6 +114,7 @@ async def test_from_libtorrent_by_bare_magnet_through_the_dht(
             lambda: bool(client.alerts_of("dht_bootstrap_alert")), "DHT bootstrap", 10
         )
         handle.force_dht_announce()
+        await stored_in_dht(dht_node)
         async with bitswarm(events, **dht_engine(dht_node)) as eng:
             await open_magnet(eng, magnet(meta, name=False), tmp_path / "out", 40)
     assert same_tree(tmp_path / "out", src)
@@ -107,12 +133,11 @@ async def test_from_aria2_by_torrent_with_our_tracker(
     path = tmp_path / "album.torrent"
     path.write_bytes(torrent)
     events: list[tuple[str, dict[str, Any]]] = []
-    async with (
-        Aria2(path, src, tmp_path / "aria2", seed=True) as aria2,
-        bitswarm(events) as eng,
-    ):
-        session = eng.add_torrent(meta, tmp_path / "out", config=fast_session())
-        await wait_complete(session)
+    async with Aria2(path, src, tmp_path / "aria2", seed=True) as aria2:
+        await announced(tracker, "aria2")
+        async with bitswarm(events) as eng:
+            session = eng.add_torrent(meta, tmp_path / "out", config=fast_session())
+            await wait_complete(session)
     assert same_tree(tmp_path / "out", src)
     found_only_through(events, aria2.address, "tracker")
     assert tracker.answered_announces("aria2")
@@ -142,13 +167,12 @@ async def test_from_aria2_by_bare_magnet_through_the_dht(
     path = tmp_path / "album.torrent"
     path.write_bytes(torrent)
     events: list[tuple[str, dict[str, Any]]] = []
-    async with (
-        Aria2(
-            path, src, tmp_path / "aria2", seed=True, dht_entry=dht_node.address
-        ) as aria2,
-        bitswarm(events, **dht_engine(dht_node)) as eng,
-    ):
-        await open_magnet(eng, magnet(meta, name=False), tmp_path / "out", 60)
+    async with Aria2(
+        path, src, tmp_path / "aria2", seed=True, dht_entry=dht_node.address
+    ) as aria2:
+        await stored_in_dht(dht_node)
+        async with bitswarm(events, **dht_engine(dht_node)) as eng:
+            await open_magnet(eng, magnet(meta, name=False), tmp_path / "out", 60)
     assert same_tree(tmp_path / "out", src)
     found_only_through(events, aria2.address, "dht")
 
@@ -165,12 +189,11 @@ async def test_from_transmission_by_torrent_with_our_tracker(
     path = tmp_path / "album.torrent"
     path.write_bytes(torrent)
     events: list[tuple[str, dict[str, Any]]] = []
-    async with (
-        Transmission(path, src, tmp_path / "tr") as tr,
-        bitswarm(events) as eng,
-    ):
-        session = eng.add_torrent(meta, tmp_path / "out", config=fast_session())
-        await wait_complete(session, 45)
+    async with Transmission(path, src, tmp_path / "tr") as tr:
+        await announced(tracker, "transmission")
+        async with bitswarm(events) as eng:
+            session = eng.add_torrent(meta, tmp_path / "out", config=fast_session())
+            await wait_complete(session, 45)
     assert same_tree(tmp_path / "out", src)
     found_only_through(events, tr.address, "tracker")
     assert tracker.answered_announces("transmission")

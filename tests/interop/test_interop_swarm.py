@@ -150,6 +150,9 @@ async def test_pieces_flow_both_ways_between_bitswarm_and_libtorrent(
 
 # --- row 5: PEX with libtorrent -------------------------------------------------------
 
+# Bytes/s for bitswarm in the PEX tests: the sample takes seconds, not ms.
+PEX_RATE = 200_000
+
 
 async def test_bitswarm_learns_a_peer_from_libtorrent_pex(
     tmp_path: Path, lt: ModuleType
@@ -167,8 +170,12 @@ async def test_bitswarm_learns_a_peer_from_libtorrent_pex(
         handle_a = a.add(torrent, src, peers=[b.address])  # A dials B
         await b.wait_seeding(handle_b, 20)
         async with bitswarm(events) as eng:
+            # slow enough that we still want pieces when A's ut_pex arrives
             session = eng.add_torrent(
-                meta, tmp_path / "out", config=fast_session(), peers=[a.address]
+                meta,
+                tmp_path / "out",
+                config=fast_session(download_rate=PEX_RATE),
+                peers=[a.address],
             )
             await wait_until(
                 lambda: connected_sources(events).get(str(b.address)) == "pex",
@@ -194,7 +201,11 @@ async def test_libtorrent_learns_a_peer_from_bitswarm_pex(
         Libtorrent() as b,
         Libtorrent() as c,
     ):
-        seeder = eng.add_torrent(meta, src, config=fast_session(pex_interval_s=0.5))
+        # slow enough that B and C are still leechers when our ut_pex arrives
+        # (libtorrent never dials a seed when it is one)
+        seeder = eng.add_torrent(
+            meta, src, config=fast_session(pex_interval_s=0.5, upload_rate=PEX_RATE)
+        )
         await seeder.wait_started()
         handle_b = b.add(
             torrent, tmp_path / "b", extra_flags=int(lt.torrent_flags.disable_pex)
