@@ -114,7 +114,7 @@ def test_notes_example_n8_p2p_beats_cs_by_about_1_8() -> None:
     ],
 )
 def test_p2p_bound_rejects_bad_rate_arguments(kw: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="peer_rate|peer rates"):
+    with pytest.raises(ValueError, match=r"peer_rate|peer rates"):
         bound_p2p(1, file_size=F, server_rate=U, d_min=U, **kw)  # type: ignore[arg-type]
 
 
