@@ -627,15 +627,19 @@ class PiecePicker:
         """
         if not 0 <= index < self._n or begin % self._block or begin < 0:
             return BlockOutcome(accepted=False)
-        if self._have[index]:
-            return BlockOutcome(accepted=False, duplicate=True)
         state = self._partial.get(index)
+        if state is None:  # a had piece is never partial
+            return BlockOutcome(accepted=False, duplicate=self._have[index])
         b = begin // self._block
-        if state is None or b >= len(state.requesters):
+        if b >= len(state.requesters):
             return BlockOutcome(accepted=False)
-        req = self.block(index, b)
-        if req.length != length:
+        if index == self._n - 1:
+            size = self._total - self._piece_length * index
+        else:
+            size = self._piece_length
+        if min(self._block, size - begin) != length:
             return BlockOutcome(accepted=False)
+        req = BlockRequest(index, begin, length)
         mine = self._outstanding.get(peer)
         if mine:
             mine.discard(req)
