@@ -51,7 +51,7 @@ pytestmark = pytest.mark.e2e
 
 PIECE_LENGTH = 262144  # two 128 KiB blocks at the cap per piece
 FILE_BYTES = 1_200_000  # five pieces, the last one short (three spare bits)
-SEED_RATE = 1_000_000  # bytes/s: the honest download lasts over a second
+SEED_RATE = 1_500_000  # bytes/s: the honest download lasts most of a second
 HOSTILE_ID = b"-EV0001-hostilepeer!"
 
 
@@ -319,8 +319,9 @@ async def test_request_flood_drops_the_peer(tmp_path: Path) -> None:
             writer.write(one * (4 * MAX_PEER_REQUESTS))
             await wait_closed_by_remote(reader)
 
-    # A slow seeder: its uploaders cannot drain the queue as it fills.
-    await _expect_closed_while_honest_served(attack, max_upload_rate=300_000)(tmp_path)
+    # The requests arrive in one or two reads, far faster than the uploaders
+    # (rate-limited to SEED_RATE) drain them.
+    await _expect_closed_while_honest_served(attack)(tmp_path)
 
 
 # -- handshakes ---------------------------------------------------------------------
@@ -379,7 +380,7 @@ async def test_connections_past_the_pending_cap_are_closed_at_once(
             reader, writer = await asyncio.open_connection(*_hp(s.seeder.address))
             readers.append((reader, writer))
         try:
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(4):  # 1 s handshake timeout + slack
                 await asyncio.gather(*(wait_closed_by_remote(r) for r, _ in readers))
         finally:
             for _, writer in readers:
@@ -420,10 +421,10 @@ class HostileServer:
         try:
             await self.script(reader, writer)
             await wait_closed_by_remote(reader)
-            self.closed_by_remote.set()
-        except (OSError, TimeoutError):
-            pass
+        except OSError:
+            pass  # reset by the other side while the script was writing
         finally:
+            self.closed_by_remote.set()
             writer.close()
 
     async def __aenter__(self) -> PeerAddr:
@@ -456,7 +457,10 @@ async def test_outgoing_peer_claiming_our_peer_id_is_dropped(tmp_path: Path) -> 
         mirror_server = HostileServer(mirror)
         async with mirror_server as addr:
             session = s.leecher.add_torrent(
-                s.meta, s.out, config=fast_session(), peers=[addr, s.seeder.address]
+                s.meta,
+                s.out,
+                config=fast_session(pex=False),
+                peers=[addr, s.seeder.address],
             )
             async with asyncio.timeout(10):
                 await mirror_server.closed_by_remote.wait()
@@ -490,7 +494,10 @@ async def test_unrequested_blocks_drop_the_peer(tmp_path: Path) -> None:
         hostile = HostileServer(pusher)
         async with hostile as addr:
             session = s.leecher.add_torrent(
-                s.meta, s.out, config=fast_session(), peers=[addr, s.seeder.address]
+                s.meta,
+                s.out,
+                config=fast_session(pex=False),
+                peers=[addr, s.seeder.address],
             )
             async with asyncio.timeout(15):
                 await hostile.closed_by_remote.wait()
@@ -582,8 +589,54 @@ async def test_outgoing_peer_sending_have_out_of_range_with_its_handshake(
         hostile = HostileServer(liar)
         async with hostile as addr:
             session = s.leecher.add_torrent(
-                s.meta, s.out, config=fast_session(), peers=[addr, s.seeder.address]
+                s.meta,
+                s.out,
+                config=fast_session(pex=False),
+                peers=[addr, s.seeder.address],
             )
             async with asyncio.timeout(10):
                 await hostile.closed_by_remote.wait()
             await finish_honest(s, session)
+
+
+async def test_aligned_unrequested_blocks_drop_the_peer(
+    tmp_path: Path,
+) -> None:
+    # Garbage at block-aligned offsets, some of them blocks the leecher is
+    # asking the honest seeder for. The hostile peer is dropped and the
+    # download completes. (Today such a block can still land and fail a
+    # piece's hash: see the strict xfail
+    # test_issue_8_block_from_a_peer_that_did_not_request_it_is_refused.)
+    async with swarm(tmp_path) as s:
+
+        async def pusher(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            await _read_handshake(reader)
+            writer.write(
+                wire.encode_handshake(
+                    s.meta.info_hash, HOSTILE_ID, wire.make_reserved()
+                )
+            )
+            writer.write(wire.encode(wire.Bitfield(data=_bits(s.meta.num_pieces))))
+            block = b"\xee" * 16384
+            for _ in range(MAX_UNREQUESTED_BLOCKS):
+                for index in range(s.meta.num_pieces):
+                    for begin in range(0, s.meta.piece_size(index) - 16384, 16384):
+                        msg = wire.Piece(index=index, begin=begin, block=block)
+                        writer.write(wire.encode(msg))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+
+        hostile = HostileServer(pusher)
+        async with hostile as addr:
+            session = s.leecher.add_torrent(
+                s.meta,
+                s.out,
+                config=fast_session(pex=False),
+                peers=[addr, s.seeder.address],
+            )
+            async with asyncio.timeout(15):
+                await hostile.closed_by_remote.wait()
+            await finish_honest(s, session)
+            assert session.statistics().bans == 0  # the honest seeder kept
