@@ -178,7 +178,6 @@ class _PeerState:
         self.wake_uploader = asyncio.Event()
         self.unrequested = 0
         self.strikes = 0
-        self.outstanding = 0
         self.ext = ExtensionState()
         self.pex: PexState | None = None
         # Where the peer accepts connections: the dialled address, or the
@@ -285,6 +284,8 @@ class TorrentSession:
             meta.total_length,
             rng=self._rng,
             random_first_pieces=config.random_first_pieces,
+            # BEP 47 pad files are zeros we never request (buffers start zeroed)
+            pad_ranges=[(f.offset, f.length) for f in meta.files if f.is_pad],
         )
         self.choker = Choker(
             regular_slots=config.unchoke_slots,
@@ -337,6 +338,7 @@ class TorrentSession:
         #: why the torrent stopped, if it failed (e.g. the disk is full)
         self.failure: str | None = None
         self._settled = asyncio.Event()  # complete, or stopped by a failure
+        self._stopping = False
         #: called with a peer's DHT node address from a BEP 5 ``port`` message
         self.on_dht_port: Callable[[PeerAddr], None] | None = None
         self._last_rechoke_request = 0.0
@@ -416,11 +418,16 @@ class TorrentSession:
                 tg.create_task(self._connector())
                 for _ in range(VERIFY_CONCURRENCY):
                     tg.create_task(self._verifier())
-                if self.is_complete and not self.cfg.seed_after_complete:
-                    raise _PeerDone
-                if not self.cfg.seed_after_complete:
-                    await self._complete.wait()
-                    raise _PeerDone
+                try:
+                    if self.is_complete and not self.cfg.seed_after_complete:
+                        raise _PeerDone
+                    if not self.cfg.seed_after_complete:
+                        await self._complete.wait()
+                        raise _PeerDone
+                    await asyncio.Event().wait()  # until cancelled
+                finally:
+                    # The group is about to shut down: accept no new peers.
+                    self._stopping = True
         except* _PeerDone:
             pass
         finally:
@@ -526,7 +533,11 @@ class TorrentSession:
 
     def accept(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> bool:
         """An incoming connection whose handshake named this torrent."""
-        if self._tg is None or len(self.peers) >= self.cfg.max_peers:
+        if (
+            self._tg is None
+            or self._stopping
+            or len(self.peers) >= self.cfg.max_peers
+        ):
             return False
         if hs.peer_id == self.peer_id or hs.peer_id in self._banned_ids:
             return False
@@ -697,9 +708,8 @@ class TorrentSession:
     def _release_all(self, state: _PeerState) -> None:
         """Give the peer's outstanding blocks back to the picker (choke,
         snub) so other peers can fetch them."""
+        state.pipeline.requests_done(self.picker.outstanding_count(state.conn))
         self.picker.release(state.conn)
-        state.pipeline.requests_done(state.outstanding)
-        state.outstanding = 0
 
     def _set_interested(self, state: _PeerState, interested: bool) -> None:
         if interested != state.am_interested:
@@ -734,7 +744,6 @@ class TorrentSession:
             if state.unrequested > MAX_UNREQUESTED_BLOCKS:
                 conn.close("too many blocks we did not request")
             return
-        state.outstanding = max(0, state.outstanding - 1)
         buf = self._buffers.get(msg.index)
         if buf is None:  # cannot happen: buffers live while blocks are wanted
             buf = self._buffers[msg.index] = bytearray(
@@ -751,9 +760,6 @@ class TorrentSession:
                 other.send(
                     wire.Cancel(index=req.index, begin=req.begin, length=req.length)
                 )
-                other_state = self.peers.get(other)
-                if other_state is not None:
-                    other_state.outstanding = max(0, other_state.outstanding - 1)
         if outcome.piece_done:
             self._verify_queue.put_nowait(msg.index)
             if self._verify_queue.qsize() >= VERIFY_BACKLOG_PIECES:
@@ -853,7 +859,7 @@ class TorrentSession:
             now = self._now()
             # A snubbed peer keeps one request, to prove itself with.
             depth = 1 if state.pipeline.snubbed else state.pipeline.depth(now)
-            room = depth - state.outstanding
+            room = depth - self.picker.outstanding_count(conn)
             if room <= 0:
                 continue
             reqs = self.picker.pick(conn, state.bitfield, room)
@@ -880,7 +886,6 @@ class TorrentSession:
                         )
                     )
                 )
-                state.outstanding += 1
             if out:
                 conn.write(b"".join(out))
             state.pipeline.requests_sent(len(reqs), self._now())
@@ -953,9 +958,8 @@ class TorrentSession:
                     continue
                 if now - conn.last_sent > KEEPALIVE_INTERVAL_S:
                     conn.send(wire.KeepAlive())
-                if state.outstanding and state.pipeline.is_snubbed(
-                    now, state.outstanding
-                ):
+                held = self.picker.outstanding_count(conn)
+                if held and state.pipeline.is_snubbed(now, held):
                     # Reissue its blocks to others; it stays connected but
                     # loses its regular unchoke slot (choker excludes snubbed).
                     self._emit("peer_snubbed", addr=str(conn.addr))

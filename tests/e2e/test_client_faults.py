@@ -132,14 +132,15 @@ async def test_snubbed_peer_requests_are_reissued_to_another(tmp_path: Path) -> 
         # Only the silent peer at first: it takes requests and sits on them.
         await wait_for(lambda: silent.requests > 0, timeout_s=10)
         silent_conn = next(iter(leecher.peers))
-        seed_engine.add_torrent(meta, src, config=fast_session())
-        leecher.add_peers([seed_engine.address], "manual")
-        # The snub check hands the held blocks back; the seeder serves them.
+        # The snub check hands the held blocks back...
         await wait_for(
             lambda: any(n == "peer_snubbed" for n, _ in events), timeout_s=10
         )
-        # It keeps at most one request to prove itself with.
-        assert len(leecher.picker.outstanding(silent_conn)) <= 1
+        # ...keeping at most one request for the peer to prove itself with...
+        assert leecher.picker.outstanding_count(silent_conn) <= 1
+        # ...and another peer serves them.
+        seed_engine.add_torrent(meta, src, config=fast_session())
+        leecher.add_peers([seed_engine.address], "manual")
         async with asyncio.timeout(30):
             await leecher.wait_complete()
         assert (tmp_path / "out" / "data.bin").read_bytes() == path.read_bytes()
