@@ -22,8 +22,9 @@ from tracker.core.registry import SwarmRegistry
 from tracker.core.request import parse_announce, parse_scrape
 from tracker.core.response import encode_announce, encode_failure, encode_scrape
 from tracker.errors import AnnounceRequestError
+from tracker.memory import MemoryTrimmer
 
-__all__ = ["CLOCK_KEY", "CONFIG_KEY", "REGISTRY_KEY", "make_app"]
+__all__ = ["CLOCK_KEY", "CONFIG_KEY", "REGISTRY_KEY", "TRIMMER_KEY", "make_app"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ CONFIG_KEY = web.AppKey("config", TrackerConfig)
 REGISTRY_KEY = web.AppKey("registry", SwarmRegistry)
 CLOCK_KEY: web.AppKey[Clock] = web.AppKey("clock")
 STARTED_KEY = web.AppKey("started", float)
+TRIMMER_KEY = web.AppKey("trimmer", MemoryTrimmer)
 
 
 def make_app(
@@ -59,6 +61,7 @@ def make_app(
     app[REGISTRY_KEY] = SwarmRegistry(
         peer_timeout_s=cfg.peer_timeout_s, rng=rng or random.Random()
     )
+    app[TRIMMER_KEY] = MemoryTrimmer()
     app.router.add_get("/announce", _announce)
     app.router.add_get("/scrape", _scrape)
     app.router.add_get("/stats.json", _stats_json)
@@ -97,7 +100,8 @@ async def _announce(request: web.Request) -> web.Response:
             trust_ip=cfg.trust_ip,
         )
         addr = PeerAddr(_peer_host(request, req.ip), req.port)
-        result = app[REGISTRY_KEY].announce(req, addr, app[CLOCK_KEY]())
+        registry = app[REGISTRY_KEY]
+        result = registry.announce(req, addr, app[CLOCK_KEY]())
     except AnnounceRequestError as exc:
         log.debug("announce from %s refused: %s", request.remote, exc.reason)
         return _bencoded(encode_failure(exc.reason))
@@ -108,6 +112,7 @@ async def _announce(request: web.Request) -> web.Response:
         req.event.value or "-",
         len(result.peers),
     )
+    app[TRIMMER_KEY].observe(registry.peers)
     return _bencoded(
         encode_announce(
             result,
@@ -132,6 +137,7 @@ async def _scrape(request: web.Request) -> web.Response:
 def _stats(app: web.Application) -> dict[str, int | float]:
     now = app[CLOCK_KEY]()
     stats = app[REGISTRY_KEY].statistics(now)
+    app[TRIMMER_KEY].observe(app[REGISTRY_KEY].peers)
     return {
         "torrents": stats.torrents,
         "seeders": stats.seeders,

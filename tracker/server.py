@@ -18,7 +18,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from tracker.app import CLOCK_KEY, REGISTRY_KEY, Clock, make_app
+from tracker.app import CLOCK_KEY, REGISTRY_KEY, TRIMMER_KEY, Clock, make_app
 from tracker.config import TrackerConfig
 from tracker.core.addr import PeerAddr
 from tracker.core.registry import RegistryStats
@@ -57,7 +57,10 @@ class TrackerServer:
         self._udp: UdpTrackerServer | None = None
         if cfg.udp_port is not None:
             self._udp = UdpTrackerServer(
-                cfg, self._app[REGISTRY_KEY], self._app[CLOCK_KEY]
+                cfg,
+                self._app[REGISTRY_KEY],
+                self._app[CLOCK_KEY],
+                trimmer=self._app[TRIMMER_KEY],
             )
         self._stack: contextlib.AsyncExitStack | None = None
 

@@ -20,6 +20,7 @@ from tracker.core.addr import PeerAddr, normalize_host
 from tracker.core.registry import SwarmRegistry
 from tracker.core.udp import UdpTracker, UdpTrackerStats
 from tracker.errors import TrackerError
+from tracker.memory import MemoryTrimmer
 
 __all__ = ["UdpTrackerServer"]
 
@@ -47,6 +48,7 @@ class UdpTrackerServer:
         cfg: the tracker's configuration; ``udp_port`` must be set.
         registry: the swarm state, the same instance the HTTP app uses.
         clock: seconds, monotonic (the HTTP app's clock).
+        trimmer: gives memory back once peers expire (the HTTP app's).
     """
 
     def __init__(
@@ -54,12 +56,16 @@ class UdpTrackerServer:
         cfg: TrackerConfig,
         registry: SwarmRegistry,
         clock: Callable[[], float],
+        *,
+        trimmer: MemoryTrimmer | None = None,
     ) -> None:
         if cfg.udp_port is None:
             raise TrackerError("udp tracker: config has no udp_port")
         self._cfg = cfg
         self._port = cfg.udp_port
         self._clock = clock
+        self._registry = registry
+        self._trimmer = trimmer or MemoryTrimmer()
         self._core = UdpTracker(
             registry,
             secret=secrets.token_bytes(SECRET_BYTES),
@@ -117,6 +123,7 @@ class UdpTrackerServer:
         except ValueError:
             return  # not an IP source (cannot happen on an inet socket)
         reply = self._core.handle_datagram(data, peer, self._clock())
+        self._trimmer.observe(self._registry.peers)
         if reply is None:
             log.debug("udp tracker: dropped %d-byte packet from %s", len(data), peer)
             return
