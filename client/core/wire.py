@@ -62,6 +62,7 @@ __all__ = [
     "Unchoke",
     "WireEvent",
     "WireState",
+    "check_message",
     "encode",
     "encode_handshake",
     "encode_piece_header",
@@ -569,3 +570,27 @@ def _detach(event: WireEvent) -> WireEvent:
             in_place=event.in_place,
         )
     return event
+
+
+def check_message(msg: WireEvent, num_pieces: int) -> None:
+    """Range-check a message parsed before the piece count was known.
+
+    An incoming connection learns its torrent from the handshake, but the
+    messages that arrived in the same read were parsed with it, unchecked;
+    the driver runs them through here once it has called
+    :meth:`PeerWire.set_num_pieces` (issue 8).
+
+    Raises:
+        RemotePeerProtocolError: a piece index out of range, or a bitfield
+            of the wrong size or with spare bits set.
+    """
+    match msg:
+        case Have(index=i) | Request(index=i) | Cancel(index=i) | Piece(index=i):
+            if i >= num_pieces:
+                raise RemotePeerProtocolError(
+                    f"wire: piece index {i} out of range ({num_pieces} pieces)"
+                )
+        case Bitfield(data=data):
+            _check_bitfield(data, num_pieces, RemotePeerProtocolError)
+        case _:
+            pass

@@ -7,8 +7,10 @@ import random
 
 import pytest
 
+from client.core import wire
 from client.core.bitfield import Bitfield
 from client.core.picker import PiecePicker
+from client.errors import RemotePeerProtocolError
 
 
 @pytest.mark.xfail(
@@ -35,3 +37,41 @@ def test_issue_8_block_from_a_peer_that_did_not_request_it_is_refused() -> None:
     assert not outcome.duplicate  # counted against the hostile peer
     # The honest peer's request still stands and its block is taken.
     assert picker.block_received("honest", req.index, req.begin, req.length).accepted
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        wire.Have(index=5),
+        wire.Request(index=0xFFFFFFFF, begin=0, length=16384),
+        wire.Cancel(index=5, begin=0, length=16384),
+        wire.Piece(index=7, begin=0, block=b"x"),
+        wire.Bitfield(data=b"\xf8\x00"),  # one byte too many
+        wire.Bitfield(data=b"\xfc"),  # a spare bit set
+    ],
+)
+def test_issue_8_check_message_range_checks_messages_parsed_early(
+    msg: wire.PeerMessage,
+) -> None:
+    # What arrives with an incoming handshake is parsed before the torrent
+    # (so its piece count) is known; check_message is the late check.
+    core = wire.PeerWire()
+    hs = wire.encode_handshake(b"\x01" * 20, b"\x02" * 20, wire.make_reserved())
+    events = core.receive_data(hs + wire.encode(msg))
+    assert len(events) == 2  # nothing refused it yet
+    with pytest.raises(RemotePeerProtocolError, match=r"out of range|bitfield"):
+        wire.check_message(events[1], 5)
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        wire.Have(index=4),
+        wire.Bitfield(data=b"\xf8"),
+        wire.Request(index=4, begin=0, length=16384),
+        wire.Unchoke(),
+        wire.Extended(ext_id=0, payload=b"de"),
+    ],
+)
+def test_check_message_passes_legal_messages(msg: wire.PeerMessage) -> None:
+    wire.check_message(msg, 5)
