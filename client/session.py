@@ -69,6 +69,8 @@ VERIFY_CONCURRENCY = 2
 # memory held in piece buffers when the disk or the hashing threads fall
 # behind the network (each waiting piece holds piece_length bytes).
 VERIFY_BACKLOG_PIECES = 8
+# The request pipeline is topped up once a 1/REFILL_FRACTION of it is free.
+REFILL_FRACTION = 4
 # A peer that sends this many blocks we never asked for is dropped.
 MAX_UNREQUESTED_BLOCKS = 64
 # Seconds between keep-alives (BEP 3: connections time out after 2 minutes).
@@ -859,8 +861,12 @@ class TorrentSession:
             now = self._now()
             # A snubbed peer keeps one request, to prove itself with.
             depth = 1 if state.pipeline.snubbed else state.pipeline.depth(now)
-            room = depth - self.picker.outstanding_count(conn)
-            if room <= 0:
+            held = self.picker.outstanding_count(conn)
+            room = depth - held
+            # Refill in batches of a quarter of the pipeline: on loopback each
+            # send() of a few requests costs ~100 us (the kernel delivers the
+            # segment to the peer right there), so fewer, larger sends win.
+            if room <= 0 or (held and room < max(1, depth // REFILL_FRACTION)):
                 continue
             reqs = self.picker.pick(conn, state.bitfield, room)
             if not reqs:
