@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -326,3 +327,169 @@ class WriteSampler:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+
+# -- the suite's results: one metric, both implementations, a floor ---------------------
+@dataclass(slots=True, kw_only=True)
+class Metric:
+    """One line of the suite's table: a measure of bitswarm and of its anchor.
+
+    ``better`` says which direction wins: ``"higher"`` (rates) or ``"lower"``
+    (times, memory). ``ratio`` is always bitswarm / anchor of the medians; the
+    floor and goal are stated in the same terms (``ratio >= floor`` for
+    "higher", ``ratio <= floor`` for "lower"), or as an absolute bound on
+    bitswarm's median when ``absolute`` is set (RSS in bytes).
+    """
+
+    bench: str
+    name: str
+    unit: str  # display unit: "MB/s", "MiB", "ms", "req/s", "s"
+    scale: float  # raw value / scale = value in ``unit``
+    better: str  # "higher" | "lower"
+    bitswarm: list[float] = field(default_factory=list)
+    anchor: list[float] = field(default_factory=list)
+    anchor_name: str = ""
+    floor: float | None = None
+    goal: float | None = None
+    absolute: bool = False  # floor/goal bound bitswarm's median, not the ratio
+    load: list[float] = field(default_factory=list)  # 1-min load averages seen
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        b, a = median(self.bitswarm), median(self.anchor)
+        if b is None or a is None or a == 0:
+            return None
+        return b / a
+
+    def _holds(self, bound: float | None) -> bool | None:
+        if bound is None:
+            return None
+        value = median(self.bitswarm) if self.absolute else self.ratio
+        if value is None:
+            return False
+        return value >= bound if self.better == "higher" else value <= bound
+
+    @property
+    def floor_holds(self) -> bool | None:
+        return self._holds(self.floor)
+
+    @property
+    def goal_holds(self) -> bool | None:
+        return self._holds(self.goal)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["bitswarm_median"] = median(self.bitswarm)
+        data["anchor_median"] = median(self.anchor)
+        data["ratio"] = self.ratio
+        data["floor_holds"] = self.floor_holds
+        data["goal_holds"] = self.goal_holds
+        return data
+
+
+def median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def loadavg() -> float:
+    """The machine's 1-minute load average (a shared box inflates times)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def wait_port(host: str, port: int, timeout_s: float, proc: Any = None) -> None:
+    """Until a TCP connect to HOST:PORT succeeds (a client that cannot say
+    when it listens); BenchError past the timeout or if PROC exits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"process exited ({proc.returncode}) before listening")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BenchError(f"nothing listened on {host}:{port}") from None
+            time.sleep(0.05)
+
+
+def write_random(path: Path, size: int, seed: int = 0) -> None:
+    """SIZE pseudo-random bytes (AES-CTR keystream: GB/s, where os.urandom
+    manages ~0.4 GB/s here), so a 4 GiB file takes seconds, not a minute."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = hashlib.sha256(b"bitswarm-bench-%d" % seed).digest()
+    enc = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+    zeros = bytes(CHUNK_BYTES)
+    with path.open("wb") as f:
+        left = size
+        while left:
+            n = min(CHUNK_BYTES, left)
+            f.write(enc.update(zeros[:n]))
+            left -= n
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (a copy's check)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            x, y = fa.read(CHUNK_BYTES), fb.read(CHUNK_BYTES)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+@dataclass(slots=True, kw_only=True)
+class Context:
+    """What every benchmark of the suite gets: mode, folders, tools, output."""
+
+    quick: bool
+    runs: int
+    work: Path  # a fresh folder on tmpfs, removed after the suite
+    timeout_s: float
+    tools: dict[str, str | None]  # client name -> path (None: missing)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # wrong output, failed runs
+    details: dict[str, Any] = field(default_factory=dict)  # per-benchmark JSON
+    _data: dict[int, Path] = field(default_factory=dict)
+
+    def log(self, text: str) -> None:
+        print(f"  {text}", flush=True)
+
+    def error(self, text: str) -> None:
+        self.errors.append(text)
+        print(f"  ERROR: {text}", flush=True)
+
+    def data(self, size: int) -> Path:
+        """A random file of SIZE bytes in its own folder (made once)."""
+        path = self._data.get(size)
+        if path is None:
+            folder = self.work / f"data-{size}"
+            folder.mkdir()
+            path = folder / f"random-{size}.bin"
+            write_random(path, size, seed=size)
+            self._data[size] = path
+        return path
+
+    def drop_data(self, size: int) -> None:
+        path = self._data.pop(size, None)
+        if path is not None:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def torrent_for(data: Path, out: Path, trackers: tuple[str, ...] = ()) -> Path:
+    """A .torrent of DATA (256 KiB pieces), made in this process."""
+    from client.maketorrent import create_torrent, write_torrent
+
+    write_torrent(create_torrent(data, trackers=trackers), out)
+    return out
