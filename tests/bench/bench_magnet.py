@@ -168,7 +168,9 @@ def run(ctx: Context) -> list[Metric]:
             ctx.log(f"magnet run {n} (load {load:.2f})")
             for impl in impls:
                 try:
-                    s = _launch_to_metadata(ctx, impl, uris[impl], info_hash, f"{impl}{n}")
+                    s = _launch_to_metadata(
+                        ctx, impl, uris[impl], info_hash, f"{impl}{n}"
+                    )
                 except BenchError as exc:
                     ctx.error(f"magnet {impl} run {n}: {exc}")
                     continue

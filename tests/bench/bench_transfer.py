@@ -193,7 +193,9 @@ def transfer_once(
             marks["cpu1"] = proc_cpu_s(seeder.proc.pid)
             marks["hwm"] = proc_hwm_bytes(seeder.proc.pid)
 
-        dl = Download.launch(impl, torrent, work / "leech", [seeder.addr], seeder.pieces)
+        dl = Download.launch(
+            impl, torrent, work / "leech", [seeder.addr], seeder.pieces
+        )
         dl.wait(time.monotonic() + ctx.timeout_s, on_complete)
     finally:
         seeder.stop()

@@ -329,7 +329,7 @@ class WriteSampler:
         self._thread.join()
 
 
-# -- the suite's results: one metric, both implementations, a floor ---------------------
+# -- the suite's results: one metric, both implementations, a floor -----------------
 @dataclass(slots=True, kw_only=True)
 class Metric:
     """One line of the suite's table: a measure of bitswarm and of its anchor.

@@ -270,7 +270,7 @@ async def run_trial(
     try:
         async with asyncio.timeout(timeout_s):
             async with Engine(config, on_event=marks.on_event) as leech:
-                assert leech.dht is not None
+                assert isinstance(leech.dht, DhtNode)
                 marks.instrument(leech.dht)
                 trial.leecher_dht = str(leech.dht.address)
                 trial.engine_up = marks.since()

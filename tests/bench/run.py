@@ -47,6 +47,7 @@ from tests.bench.common import TIME_BIN, TMPFS, Context, Metric, loadavg, median
 BENCHES = ("transfer", "create", "magnet", "swarm", "tracker", "dht")
 TOOLS = ("libtorrent", "mktorrent", "opentracker", "wrk", "time")
 
+
 def find_tools() -> dict[str, str | None]:
     """Which other clients are here (nothing is installed)."""
     tools: dict[str, str | None] = {}
@@ -60,10 +61,12 @@ def find_tools() -> dict[str, str | None]:
     tools["time"] = str(TIME_BIN) if TIME_BIN.exists() else None
     return tools
 
+
 def _bench(name: str) -> Callable[[Context], list[Metric]]:
     module = importlib.import_module(f"tests.bench.bench_{name}")
     fn: Callable[[Context], list[Metric]] = module.run
     return fn
+
 
 # -- the table ------------------------------------------------------------------------
 def _num(value: float, unit: str) -> str:
@@ -75,6 +78,7 @@ def _num(value: float, unit: str) -> str:
         return f"{value:.1f}"
     return f"{value:.2f}"
 
+
 def cell(values: list[float], m: Metric) -> str:
     med = median(values)
     if med is None:
@@ -85,6 +89,7 @@ def cell(values: list[float], m: Metric) -> str:
         text += f" ({_num(lo, m.unit)}-{_num(hi, m.unit)})"
     return text
 
+
 def bound_text(m: Metric, bound: float | None) -> str:
     if bound is None:
         return ""
@@ -92,6 +97,7 @@ def bound_text(m: Metric, bound: float | None) -> str:
     if m.absolute:
         return f"{sign} {_num(bound / m.scale, m.unit)} {m.unit}"
     return f"{sign} {bound:g}x"
+
 
 def verdict(m: Metric) -> str:
     if m.floor_holds is None and m.goal_holds is None:
@@ -103,10 +109,10 @@ def verdict(m: Metric) -> str:
         parts.append("goal ok" if m.goal_holds else "goal missed")
     return ", ".join(parts)
 
+
 COLUMNS = (
     "benchmark",
-    "measure",
-    "unit",
+    "measure [unit]",
     "bitswarm median (min-max)",
     "anchor",
     "anchor median (min-max)",
@@ -117,6 +123,7 @@ COLUMNS = (
     "load",
 )
 
+
 def rows(metrics: list[Metric]) -> list[list[str]]:
     out = []
     for m in metrics:
@@ -125,8 +132,7 @@ def rows(metrics: list[Metric]) -> list[list[str]]:
         out.append(
             [
                 m.bench,
-                m.name,
-                m.unit,
+                f"{m.name} [{m.unit}]",
                 cell(m.bitswarm, m),
                 m.anchor_name,
                 cell(m.anchor, m),
@@ -139,10 +145,12 @@ def rows(metrics: list[Metric]) -> list[list[str]]:
         )
     return out
 
+
 def markdown_table(metrics: list[Metric]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(metrics)]
     return "\n".join(lines)
+
 
 def print_table(metrics: list[Metric], title: str) -> None:
     from rich.console import Console
@@ -150,7 +158,7 @@ def print_table(metrics: list[Metric], title: str) -> None:
 
     table = Table(title=title)
     for n, col in enumerate(COLUMNS):
-        table.add_column(col, justify="left" if n < 3 else "right")
+        table.add_column(col, justify="left" if n < 2 else "right")
     previous = None
     for m, row in zip(metrics, rows(metrics), strict=True):
         if previous is not None and m.bench != previous:
@@ -158,8 +166,9 @@ def print_table(metrics: list[Metric], title: str) -> None:
         previous = m.bench
         table.add_row(*row)
     console = Console()
-    console.width = max(console.width, 180)
+    console.width = max(console.width, 200)
     console.print(table)
+
 
 def machine_info() -> dict[str, Any]:
     return {
@@ -168,6 +177,7 @@ def machine_info() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "mem_total_mib": _meminfo_mib("MemTotal"),
     }
+
 
 def _meminfo_mib(key: str) -> int | None:
     try:
@@ -178,6 +188,7 @@ def _meminfo_mib(key: str) -> int | None:
         pass
     return None
 
+
 # -- main -----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -186,9 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="small and short (CI smoke)")
     p.add_argument("--runs", type=int, help="runs per implementation (default 3)")
-    p.add_argument(
-        "--only", help=f"comma-separated subset of: {', '.join(BENCHES)}"
-    )
+    p.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHES)}")
     p.add_argument("--out", metavar="FILE", help="write the results as JSON here")
     p.add_argument(
         "--timeout", type=float, default=600.0, help="seconds per transfer (600)"
@@ -197,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-floors", action="store_true", help="exit 1 when a floor is missed"
     )
     return p
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -277,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if ctx.errors:
         return 1
     return 1 if args.check_floors and missed else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
