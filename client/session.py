@@ -320,6 +320,9 @@ class TorrentSession:
             collections.OrderedDict()
         )
         self._tried: dict[PeerAddr, float] = {}
+        # Listen addresses of peers seen to have every piece: not dialled
+        # again once we are complete too.
+        self._seed_addrs: set[PeerAddr] = set()
         self._fails: dict[PeerAddr, int] = {}
         self._connected_addrs: set[PeerAddr] = set()
         self._banned_ids: set[bytes] = set()
@@ -481,6 +484,9 @@ class TorrentSession:
                     continue
                 if addr in self._connected_addrs:
                     continue
+                if self.is_complete and addr in self._seed_addrs:
+                    del self._candidates[addr]  # two seeds have nothing to trade
+                    continue
                 source = self._candidates.pop(addr)
                 log.debug("%s: dialling %s (%s)", self._tag, addr, source)
                 self._tried[addr] = now
@@ -543,6 +549,8 @@ class TorrentSession:
             return False
         if hs.peer_id == self.peer_id or hs.peer_id in self._banned_ids:
             return False
+        if any(p.peer_id == hs.peer_id for p in self.peers):
+            return False  # both dialled each other: keep the first connection
         conn.handler = self
         conn.write(wire.encode_handshake(self.info_hash, self.peer_id, self._reserved))
         self._tg.create_task(self._run_peer(conn, handshake_pending=False))
@@ -629,6 +637,8 @@ class TorrentSession:
         if state is None:
             return
         self.picker.peer_gone(conn, state.bitfield)
+        if state.bitfield.all() and state.listen_addr is not None:
+            self._seed_addrs.add(state.listen_addr)
         self._emit("peer_disconnected", addr=str(conn.addr), reason=conn.close_reason)
         self._wake_all_requesters()
         self._wake_connector.set()
@@ -649,12 +659,14 @@ class TorrentSession:
                     self.picker.peer_have(conn, index)
                     if not self.picker.have(index):
                         self._set_interested(state, True)
+                    self._drop_if_both_seeds(state)
             case wire.Bitfield(data=data):
                 bf = Bitfield.from_bytes(data, self.meta.num_pieces)
                 self.picker.peer_gone(conn, state.bitfield)
                 state.bitfield = bf
                 self.picker.peer_bitfield(conn, bf)
                 self._set_interested(state, self.picker.is_interesting(bf))
+                self._drop_if_both_seeds(state)
             case wire.Choke():
                 state.peer_choking = True
                 self._release_all(state)
@@ -712,6 +724,11 @@ class TorrentSession:
         snub) so other peers can fetch them."""
         state.pipeline.requests_done(self.picker.outstanding_count(state.conn))
         self.picker.release(state.conn)
+
+    def _drop_if_both_seeds(self, state: _PeerState) -> None:
+        """Two seeds have nothing to trade (libtorrent closes these too)."""
+        if self.is_complete and state.bitfield.all():
+            state.conn.close("both are seeds")
 
     def _set_interested(self, state: _PeerState, interested: bool) -> None:
         if interested != state.am_interested:
@@ -807,6 +824,8 @@ class TorrentSession:
         if self.is_complete:
             self._update_state()
             self._emit("completed", info_hash=self.meta.info_hash_hex)
+            for state in list(self.peers.values()):
+                self._drop_if_both_seeds(state)
 
     def _strike(self, conn: PeerConnection, *, sole: bool) -> None:
         """A peer contributed to a piece that failed its hash. The sole

@@ -101,23 +101,21 @@ async def test_pex_alone_lets_a_third_peer_find_a_second_through_a_first(
     meta = make_torrent(path, [])
     events: list[tuple[str, dict[str, Any]]] = []
     async with (
-        engine() as a_engine,
+        engine(max_upload_rate=100_000) as a_engine,  # B is still leeching...
         engine() as b_engine,
         Engine(
             engine_config(), on_event=lambda n, f: events.append((n, f))
         ) as c_engine,
     ):
-        a = a_engine.add_torrent(meta, src, config=fast_session())
+        a_engine.add_torrent(meta, src, config=fast_session())
         b = b_engine.add_torrent(
             meta, tmp_path / "b", config=fast_session(), peers=[a_engine.address]
         )
-        async with asyncio.timeout(20):
-            await b.wait_complete()
+        await wait_for(lambda: b.statistics().pieces_have > 0, timeout_s=20)
+        # ...when C arrives knowing only A.
         c = c_engine.add_torrent(
             meta, tmp_path / "c", config=fast_session(), peers=[a_engine.address]
         )
-        async with asyncio.timeout(20):
-            await c.wait_complete()
         await wait_for(
             lambda: any(
                 n == "peer_connected" and f["source"] == "pex" for n, f in events
@@ -130,5 +128,7 @@ async def test_pex_alone_lets_a_third_peer_find_a_second_through_a_first(
             if n == "peer_connected" and f["source"] == "pex"
         ]
         assert str(b_engine.address) in pex_peers
-        assert a.peers  # A is still up and connected
+        async with asyncio.timeout(30):
+            await c.wait_complete()
+            await b.wait_complete()
     assert (tmp_path / "c" / "data.bin").read_bytes() == data
