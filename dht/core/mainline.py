@@ -43,7 +43,6 @@ from dht.core.events import (
 )
 from dht.core.kademlia.limits import SourceRateLimiter
 from dht.core.kademlia.lookup import Lookup
-from dht.core.kademlia.peerstore import PeerStore
 from dht.core.kademlia.routing import NodeInfo, RoutingTable
 from dht.core.kademlia.tokens import TokenManager
 from dht.core.krpc import (
@@ -60,6 +59,7 @@ from dht.core.krpc import (
     decode_message,
     encode_message,
 )
+from dht.core.peerstore import PeerStore
 from dht.errors import BadQuery, LocalKrpcError, RemoteKrpcError
 
 __all__ = ["DhtCore", "DhtStatistics"]

@@ -20,7 +20,6 @@ from dht.core.events import (
     PeerAnnounced,
     SendDatagram,
 )
-from dht.core.kademlia.peerstore import PeerStore
 from dht.core.kademlia.routing import NodeState, RoutingTable
 from dht.core.kademlia.tokens import TokenManager
 from dht.core.krpc import (
@@ -33,6 +32,7 @@ from dht.core.krpc import (
     encode_message,
 )
 from dht.core.mainline import DhtCore
+from dht.core.peerstore import PeerStore
 
 OWN = NodeId(bytes(20))
 PEER = PeerAddr("127.0.0.1", 7000)

@@ -78,10 +78,10 @@ from dht.core.chord.messages import (
     encode_message,
 )
 from dht.core.chord.ring import between as _between
-from dht.core.chord.ring import key_id
-from dht.core.chord.store import KeyStore
+from dht.core.chord.ring import between_right, key_id
 from dht.core.chord.table import ChordTable
 from dht.core.compact import PeerAddr
+from dht.core.peerstore import PeerStore
 from dht.errors import BadQuery, LocalKrpcError, RemoteKrpcError
 
 __all__ = ["ChordCore", "ChordStatistics"]
@@ -199,8 +199,8 @@ class ChordCore:
         self._me = ChordPeer(id=node_id, addr=addr)
         self._rng = rng
         self._table = ChordTable(self._me, m=self._cfg.m, r=self._cfg.successors)
-        self._store = KeyStore(
-            m=self._cfg.m,
+        self._store = PeerStore(
+            ttl_s=self._cfg.peer_ttl_s,
             max_per_swarm=self._cfg.max_peers_per_swarm,
             max_total=self._cfg.max_peers_total,
         )
@@ -256,7 +256,7 @@ class ChordCore:
         return self._table
 
     @property
-    def store(self) -> KeyStore:
+    def store(self) -> PeerStore:
         return self._store
 
     def statistics(self) -> ChordStatistics:
@@ -483,7 +483,7 @@ class ChordCore:
 
     def store_local(self, info_hash: bytes, peer: PeerAddr, now: float) -> None:
         """Put an entry straight into our store (simulations and tests)."""
-        self._store.add(info_hash, peer, now + self._cfg.peer_ttl_s)
+        self._store.add(info_hash, peer, now)
 
     # -- queries we answer -----------------------------------------------------------
 
@@ -517,12 +517,10 @@ class ChordCore:
                     values=tuple(values),
                 )
             case AnnouncePeer(info_hash=ih, port=port):
-                self._store.add(
-                    ih, PeerAddr(addr.host, port), now + self._cfg.peer_ttl_s
-                )
+                self._store.add(ih, PeerAddr(addr.host, port), now)
             case Store(items=items):
                 for item in items:
-                    self._store.add(item.info_hash, item.peer, now + item.ttl_s)
+                    self._store.add(item.info_hash, item.peer, now, ttl_s=item.ttl_s)
             case Leave():
                 self._on_leave(out, msg, now)
             case _:
@@ -565,7 +563,8 @@ class ChordCore:
         """Keys outside (pred, me] now belong to ``pred``."""
         items = [
             StoredItem(info_hash=ih, peer=p, ttl_s=_ttl(exp, now))
-            for ih, p, exp in self._store.outside(pred.id, self._me.id, now)
+            for ih, p, exp in self._store.items(now)
+            if not between_right(key_id(ih, self._cfg.m), pred.id, self._me.id)
         ]
         for i in range(0, len(items), ITEMS_PER_STORE):
             chunk = tuple(items[i : i + ITEMS_PER_STORE])
@@ -752,7 +751,7 @@ class ChordCore:
                     self._finish_lookup(out, op, now, owner)
                 else:
                     mine = PeerAddr(self._me.addr.host, op.port)
-                    self._store.add(op.info_hash, mine, now + self._cfg.peer_ttl_s)
+                    self._store.add(op.info_hash, mine, now)
                     self._finish_announce(out, op, owner)
                 return
             if op.kind is _Kind.GET_PEERS:

@@ -1,24 +1,36 @@
-"""The key store: infohash -> peer addresses with expiry, and handoff.
+"""Announced peers per infohash, with expiry and caps, for both overlays.
 
-Entries expire at an absolute time (re-announcing refreshes them). When a
-peer joins between a key and its owner, the owner hands the entries the
-newcomer now owns over (``outside``), and drops them once acknowledged
-(``remove``); on a graceful leave everything goes to the successor.
+Mainline (BEP 5 "announce_peer") and Chord (``announce_peer`` and the keys
+handed between owners) keep the same thing: infohash -> peer addresses, each
+entry living until an absolute expiry. A new announce lives ``ttl_s`` (30
+minutes by default, as libtorrent does); a handed-over Chord entry brings
+the seconds it has left. Refreshing an entry keeps the later expiry.
+
+Memory is capped per infohash and in total: a full swarm drops its stalest
+entry for a newcomer; when the whole store is full, expired entries are
+swept, and if it is still full new entries are refused until some expire.
 """
 
 from __future__ import annotations
 
 import random
 
-from dht.core.chord.ring import between_right, key_id
 from dht.core.compact import PeerAddr
 
-__all__ = ["KeyStore"]
+__all__ = ["PeerStore"]
 
 
-class KeyStore:
-    def __init__(self, *, m: int, max_per_swarm: int, max_total: int) -> None:
-        self._m = m
+class PeerStore:
+    """infohash -> {peer: expires_at}.
+
+    Args:
+        ttl_s: how long an announced entry lives, seconds.
+        max_per_swarm: entries kept for one infohash.
+        max_total: entries kept altogether.
+    """
+
+    def __init__(self, *, ttl_s: float, max_per_swarm: int, max_total: int) -> None:
+        self._ttl = ttl_s
         self._max_per_swarm = max_per_swarm
         self._max_total = max_total
         self._swarms: dict[bytes, dict[PeerAddr, float]] = {}
@@ -31,14 +43,26 @@ class KeyStore:
     def swarm_count(self) -> int:
         return len(self._swarms)
 
-    def add(self, info_hash: bytes, peer: PeerAddr, expires_at: float) -> bool:
-        """Store or refresh one entry (the later expiry wins); False if full."""
+    def add(
+        self,
+        info_hash: bytes,
+        peer: PeerAddr,
+        now: float,
+        *,
+        ttl_s: float | None = None,
+    ) -> bool:
+        """Store or refresh one entry to expire ``ttl_s`` (default: the
+        store's) after ``now``; the later expiry wins. False if full."""
+        expires_at = now + (self._ttl if ttl_s is None else ttl_s)
         swarm = self._swarms.get(info_hash)
         if swarm is not None and peer in swarm:
             swarm[peer] = max(swarm[peer], expires_at)
             return True
         if self._total >= self._max_total:
-            return False
+            self.expire(now)
+            if self._total >= self._max_total:
+                return False
+            swarm = self._swarms.get(info_hash)
         if swarm is None:
             swarm = self._swarms[info_hash] = {}
         if len(swarm) >= self._max_per_swarm:
@@ -60,6 +84,7 @@ class KeyStore:
         return live if len(live) <= limit else rng.sample(live, limit)
 
     def expire(self, now: float) -> None:
+        """Drop every entry whose expiry has passed."""
         for info_hash in list(self._swarms):
             swarm = self._swarms[info_hash]
             for peer in [p for p, expires in swarm.items() if expires <= now]:
@@ -77,18 +102,8 @@ class KeyStore:
             if exp > now
         ]
 
-    def outside(
-        self, lo: int, hi: int, now: float
-    ) -> list[tuple[bytes, PeerAddr, float]]:
-        """Live entries whose key is not in (lo, hi]: not ours when our
-        predecessor is ``lo`` and we are ``hi``."""
-        return [
-            item
-            for item in self.items(now)
-            if not between_right(key_id(item[0], self._m), lo, hi)
-        ]
-
     def remove(self, info_hash: bytes, peer: PeerAddr) -> None:
+        """Drop one entry (a Chord handoff the new owner acknowledged)."""
         swarm = self._swarms.get(info_hash)
         if swarm is not None and swarm.pop(peer, None) is not None:
             self._total -= 1
