@@ -56,6 +56,7 @@ from tests.bench.common import (
 IMPLS = ("bitswarm", "libtorrent")
 PIECE_BYTES = 256 * 1024
 GIB = 1024 * MIB
+PLAINTEXT = ("--encryption", "off")  # plain BitTorrent, no MSE
 # bitswarm's seed and download join the public DHT by default: everything
 # here stays on loopback, peers are given with --peer or by a tracker.
 BITSWARM_PEER_OPTS = ("--host", "127.0.0.1", "--port", "0", "--no-dht", "--json")
@@ -77,11 +78,14 @@ class Seeder:
         stop(self.proc)
 
 
-def start_seeder(impl: str, torrent: Path, data: Path, err: Path) -> Seeder:
-    """A seeder of DATA (its folder is the save path), ready to serve."""
+def start_seeder(
+    impl: str, torrent: Path, data: Path, err: Path, extra: tuple[str, ...] = ()
+) -> Seeder:
+    """A seeder of DATA (its folder is the save path), ready to serve;
+    EXTRA: more bitswarm options."""
     if impl == "bitswarm":
         cmd = bitswarm_cmd(
-            "seed", str(data), "--torrent", str(torrent), *BITSWARM_PEER_OPTS
+            "seed", str(data), "--torrent", str(torrent), *BITSWARM_PEER_OPTS, *extra
         )
     else:
         cmd = lt_cmd("seed", str(torrent), str(data.parent))
@@ -105,11 +109,13 @@ def lt_cmd(*argv: str) -> list[str]:
     return [sys.executable, "-m", "tests.bench.lt_worker", *argv]
 
 
-def leecher_cmd(impl: str, target: str, out: Path, peers: list[str]) -> list[str]:
+def leecher_cmd(
+    impl: str, target: str, out: Path, peers: list[str], extra: tuple[str, ...] = ()
+) -> list[str]:
     if impl == "bitswarm":
-        extra = [x for p in peers for x in ("--peer", p)]
+        given = [x for p in peers for x in ("--peer", p)]
         return bitswarm_cmd(
-            "download", target, "-o", str(out), *BITSWARM_PEER_OPTS, *extra
+            "download", target, "-o", str(out), *BITSWARM_PEER_OPTS, *given, *extra
         )
     return lt_cmd("leech", target, str(out), *[x for p in peers for x in ("--peer", p)])
 
@@ -133,11 +139,18 @@ class Download:
 
     @classmethod
     def launch(
-        cls, impl: str, torrent: Path, out: Path, peers: list[str], pieces: int
+        cls,
+        impl: str,
+        torrent: Path,
+        out: Path,
+        peers: list[str],
+        pieces: int,
+        extra: tuple[str, ...] = (),
     ) -> Download:
         out.mkdir(parents=True, exist_ok=True)
         cmd, report = timed(
-            leecher_cmd(impl, str(torrent), out, peers), out.with_suffix(".time")
+            leecher_cmd(impl, str(torrent), out, peers, extra),
+            out.with_suffix(".time"),
         )
         err = out.with_suffix(".err")
         t_launch = time.monotonic()
@@ -179,12 +192,18 @@ class Download:
 
 
 def transfer_once(
-    ctx: Context, impl: str, data: Path, torrent: Path, tag: str
+    ctx: Context,
+    impl: str,
+    data: Path,
+    torrent: Path,
+    tag: str,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One seeder process to one leecher process; the copy is checked."""
+    """One seeder process to one leecher process; the copy is checked.
+    EXTRA: more options for both bitswarm processes."""
     work = ctx.work / f"transfer-{tag}"
     work.mkdir()
-    seeder = start_seeder(impl, torrent, data, work / "seed.err")
+    seeder = start_seeder(impl, torrent, data, work / "seed.err", extra)
     try:
         cpu0 = proc_cpu_s(seeder.proc.pid)
         marks: dict[str, Any] = {}
@@ -265,8 +284,37 @@ def run(ctx: Context) -> list[Metric]:
         goal=64 * MIB,
         absolute=True,
     )
+    plain = Metric(
+        bench="1 transfer",
+        name=f"{label} launch->verified, bitswarm --encryption off",
+        unit="MB/s",
+        scale=MB,
+        better="higher",
+        anchor_name="libtorrent",
+        note="libtorrent's default (prefer_rc4 off) carries the payload in "
+        "plaintext after its MSE handshake; bitswarm's default 'prefer' picks "
+        "RC4 between two bitswarms",
+    )
+    plain.anchor = rate.anchor
     runs: list[dict[str, Any]] = []
     for n in range(1, ctx.runs + 1):
+        if not ctx.quick:
+            load = loadavg()
+            ctx.log(
+                f"transfer {label} bitswarm --encryption off run {n} (load {load:.2f})"
+            )
+            try:
+                res = transfer_once(
+                    ctx, "bitswarm", data, torrent, f"plain-{n}", PLAINTEXT
+                )
+            except BenchError as exc:
+                ctx.error(f"transfer bitswarm --encryption off run {n}: {exc}")
+            else:
+                res.update(impl="bitswarm --encryption off", run=n, load=load)
+                runs.append(res)
+                plain.bitswarm.append(size / res["launch_to_complete_s"])
+                plain.load.append(load)
+                ctx.log(f"  {size / res['launch_to_complete_s'] / MB:.0f} MB/s")
         for impl in impls:
             load = loadavg()
             ctx.log(f"transfer {label} {impl} run {n} (load {load:.2f})")
@@ -294,6 +342,8 @@ def run(ctx: Context) -> list[Metric]:
             )
     ctx.drop_data(size)
     metrics = [rate, steady, lcpu, scpu, rss]
+    if plain.bitswarm:
+        metrics.insert(1, plain)
     metrics += rss_scaling(ctx, size, rss, runs)
     ctx.details["transfer"] = runs
     return metrics
