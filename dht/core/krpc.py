@@ -6,16 +6,17 @@ optional client version ``v``. BEP 43 adds ``ro`` (read-only querier) at the
 top level of queries. Unknown keys are ignored, as BEP 5 asks, so replies from
 clients that add ``ip`` (BEP 42) or ``nodes6`` (BEP 32) still parse.
 
-Decoding is bencode.py's; this module checks types and lengths and maps every
-failure to :class:`~dht.errors.RemoteKrpcError`, or to
-:class:`~dht.errors.BadQuery` when the message is a query that we can answer
-with a KRPC error (203 protocol error, 204 method unknown).
+The envelope (``t``, ``y``, ``v``, size and error bodies) is
+:mod:`dht.core.envelope`, shared with Chord; decoding is bencode.py's. This
+module checks the bodies' types and lengths and maps every failure to
+:class:`~dht.errors.RemoteKrpcError`, or to :class:`~dht.errors.BadQuery`
+when the message is a query that we can answer with a KRPC error (203
+protocol error, 204 method unknown).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import assert_never
 
 import bencodepy
@@ -28,6 +29,15 @@ from dht.core.compact import (
     encode_peer,
 )
 from dht.core.distance import NodeId, node_id
+from dht.core.envelope import (
+    MAX_DATAGRAM_BYTES,
+    ErrorCode,
+    decode_envelope,
+    decode_error_body,
+    decode_version,
+    encode_envelope,
+    error_body,
+)
 from dht.errors import BadQuery, CompactFormatError, RemoteKrpcError
 
 __all__ = [
@@ -45,34 +55,10 @@ __all__ = [
     "encode_message",
 ]
 
-MAX_DATAGRAM_BYTES = 2048  # bytes; BEP 5 messages fit one unfragmented datagram
-MAX_TRANSACTION_ID_BYTES = 16  # bytes; BEP 5 suggests 2, libtorrent sends 2-4
-MAX_VERSION_BYTES = 16  # bytes; BEP 5 'v' is 4 (two-letter client id + version)
 MAX_TOKEN_BYTES = 64  # bytes; tokens are opaque, real clients send 4-20
-MAX_ERROR_TEXT_BYTES = 256  # bytes kept of an error reply's message
 MAX_DEPTH = 4  # nesting levels; KRPC needs 3 (message, 'r', 'values' list)
 
-# bencode.py maps most junk to BencodeDecodeError, but its contract does not
-# promise that, so every exception a decoder can raise on bytes is mapped.
-_DECODE_ERRORS = (
-    bencodepy.BencodeDecodeError,
-    ValueError,
-    TypeError,
-    IndexError,
-    KeyError,
-    RecursionError,
-    OverflowError,
-)
 _DECODER = bencodepy.BencodeDecoder(max_depth=MAX_DEPTH)
-
-
-class ErrorCode(IntEnum):
-    """BEP 5 error codes carried in an ``e`` message."""
-
-    GENERIC = 201
-    SERVER = 202
-    PROTOCOL = 203
-    METHOD_UNKNOWN = 204
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,14 +146,13 @@ _QUERY_NAMES: dict[type[Query], bytes] = {
 
 def encode_message(msg: KrpcMessage) -> bytes:
     """Bencode one KRPC message (our ``version`` goes in ``v`` when set)."""
-    out: dict[bytes, object] = {b"t": msg.transaction_id}
+    body: dict[bytes, object]
     match msg:
         case Ping() | FindNode() | GetPeers() | AnnouncePeer():
-            out[b"y"] = b"q"
-            out[b"q"] = _QUERY_NAMES[type(msg)]
-            out[b"a"] = _query_args(msg)
+            kind = b"q"
+            body = {b"q": _QUERY_NAMES[type(msg)], b"a": _query_args(msg)}
             if msg.read_only:
-                out[b"ro"] = 1
+                body[b"ro"] = 1
         case Response():
             r: dict[bytes, object] = {b"id": msg.sender_id}
             if msg.nodes:
@@ -176,17 +161,14 @@ def encode_message(msg: KrpcMessage) -> bytes:
                 r[b"values"] = [encode_peer(p) for p in msg.values]
             if msg.token is not None:
                 r[b"token"] = msg.token
-            out[b"y"] = b"r"
-            out[b"r"] = r
+            kind = b"r"
+            body = {b"r": r}
         case ErrorMessage():
-            out[b"y"] = b"e"
-            out[b"e"] = [int(msg.code), msg.message.encode("utf-8", "replace")]
+            kind = b"e"
+            body = error_body(msg.code, msg.message)
         case _:
             assert_never(msg)
-    if msg.version is not None:
-        out[b"v"] = msg.version
-    result: bytes = bencodepy.encode(out)
-    return result
+    return encode_envelope(msg.transaction_id, kind, body, msg.version)
 
 
 def _query_args(msg: Query) -> dict[bytes, object]:
@@ -216,22 +198,8 @@ def decode_message(data: bytes) -> KrpcMessage:
             (code 204) or malformed arguments (code 203); answer it.
         RemoteKrpcError: anything else that is not a KRPC message; drop it.
     """
-    if len(data) > MAX_DATAGRAM_BYTES:
-        raise RemoteKrpcError(
-            f"krpc: datagram is {len(data)} bytes, "
-            f"over the {MAX_DATAGRAM_BYTES}-byte cap"
-        )
-    try:
-        top = _DECODER.decode(data)
-    except _DECODE_ERRORS as exc:
-        raise RemoteKrpcError(f"krpc: datagram is not bencode ({exc})") from exc
-    if not isinstance(top, dict):
-        raise RemoteKrpcError("krpc: message is not a dictionary")
-    tid = top.get(b"t")
-    if not isinstance(tid, bytes) or len(tid) > MAX_TRANSACTION_ID_BYTES:
-        raise RemoteKrpcError("krpc: 't' is missing, not a string or too long")
-    v = top.get(b"v")
-    version = v if isinstance(v, bytes) and len(v) <= MAX_VERSION_BYTES else None
+    top, tid = decode_envelope(data, _DECODER, "krpc")
+    version = decode_version(top)
     kind = top.get(b"y")
     if kind == b"q":
         return _decode_query(top, tid, version)
@@ -362,13 +330,5 @@ def _decode_response(
 def _decode_error(
     top: dict[bytes, object], tid: bytes, version: bytes | None
 ) -> ErrorMessage:
-    e = top.get(b"e")
-    if not isinstance(e, list) or len(e) < 2 or not isinstance(e[0], int):
-        raise RemoteKrpcError("krpc: 'e' is not a [code, message] list")
-    text = e[1]
-    message = (
-        text[:MAX_ERROR_TEXT_BYTES].decode("utf-8", "replace")
-        if isinstance(text, bytes)
-        else ""
-    )
-    return ErrorMessage(transaction_id=tid, code=e[0], message=message, version=version)
+    code, message = decode_error_body(top, "krpc")
+    return ErrorMessage(transaction_id=tid, code=code, message=message, version=version)

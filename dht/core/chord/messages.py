@@ -24,6 +24,7 @@ store            ``items`` [[hash, peer,     --
 leave            ``pred`` node, ``succ``     --
 ===============  ==========================  =================================
 
+The envelope is :mod:`dht.core.envelope`, shared with Mainline's KRPC.
 Unknown keys are ignored. Every decoding failure becomes
 :class:`~dht.errors.RemoteKrpcError`, or :class:`~dht.errors.BadQuery` for a
 query we can answer with error 203/204.
@@ -43,7 +44,14 @@ from dht.core.compact import (
     encode_nodes,
     encode_peer,
 )
-from dht.core.krpc import ErrorCode
+from dht.core.envelope import (
+    MAX_DATAGRAM_BYTES,
+    ErrorCode,
+    decode_envelope,
+    decode_error_body,
+    encode_envelope,
+    error_body,
+)
 from dht.errors import BadQuery, CompactFormatError, RemoteKrpcError
 
 __all__ = [
@@ -69,25 +77,12 @@ __all__ = [
 ]
 
 ID_BYTES = 20  # ids are SHA-1 sized on the wire, whatever m is
-MAX_DATAGRAM_BYTES = 2048  # bytes; one unfragmented datagram, as in KRPC
-MAX_TRANSACTION_ID_BYTES = 16  # bytes
-MAX_VERSION_BYTES = 16  # bytes
-MAX_ERROR_TEXT_BYTES = 256  # bytes kept of an error reply's text
 MAX_NODES = 32  # peers accepted in one node list (r up to 32)
 MAX_ITEMS = 64  # stored items in one ``store`` message
 MAX_VALUES = 100  # peers in one get_peers reply
 MAX_TTL_S = 24 * 3600  # seconds; a handed-off entry may not live longer
 MAX_DEPTH = 5  # message, a, items list, one item list: 4 levels used
 
-_DECODE_ERRORS = (
-    bencodepy.BencodeDecodeError,
-    ValueError,
-    TypeError,
-    IndexError,
-    KeyError,
-    RecursionError,
-    OverflowError,
-)
 _DECODER = bencodepy.BencodeDecoder(max_depth=MAX_DEPTH)
 
 
@@ -235,7 +230,7 @@ def encode_message(msg: ChordMessage, version: bytes | None = None) -> bytes:
     Raises:
         CompactFormatError: an address is not an IP literal.
     """
-    out: dict[bytes, object] = {b"t": msg.transaction_id}
+    body: dict[bytes, object]
     match msg:
         case Response():
             r: dict[bytes, object] = {b"id": id_bytes(msg.sender_id)}
@@ -249,19 +244,15 @@ def encode_message(msg: ChordMessage, version: bytes | None = None) -> bytes:
                 r[b"nodes"] = _nodes(msg.nodes)
             if msg.values:
                 r[b"values"] = [encode_peer(p) for p in msg.values]
-            out[b"y"] = b"r"
-            out[b"r"] = r
+            kind = b"r"
+            body = {b"r": r}
         case ErrorMessage():
-            out[b"y"] = b"e"
-            out[b"e"] = [int(msg.code), msg.message.encode("utf-8", "replace")]
+            kind = b"e"
+            body = error_body(msg.code, msg.message)
         case _:
-            out[b"y"] = b"q"
-            out[b"q"] = _QUERY_NAMES[type(msg)]
-            out[b"a"] = _query_args(msg)
-    if version is not None:
-        out[b"v"] = version
-    result: bytes = bencodepy.encode(out)
-    return result
+            kind = b"q"
+            body = {b"q": _QUERY_NAMES[type(msg)], b"a": _query_args(msg)}
+    return encode_envelope(msg.transaction_id, kind, body, version)
 
 
 def _query_args(msg: Query) -> dict[bytes, object]:
@@ -297,17 +288,7 @@ def decode_message(data: bytes, m: int) -> ChordMessage:
             (204) or malformed arguments (203); answer it.
         RemoteKrpcError: anything else that is not a Chord message; drop it.
     """
-    if len(data) > MAX_DATAGRAM_BYTES:
-        raise RemoteKrpcError(f"chord: datagram is {len(data)} bytes, over the cap")
-    try:
-        top = _DECODER.decode(data)
-    except _DECODE_ERRORS as exc:
-        raise RemoteKrpcError(f"chord: datagram is not bencode ({exc})") from exc
-    if not isinstance(top, dict):
-        raise RemoteKrpcError("chord: message is not a dictionary")
-    tid = top.get(b"t")
-    if not isinstance(tid, bytes) or len(tid) > MAX_TRANSACTION_ID_BYTES:
-        raise RemoteKrpcError("chord: 't' is missing, not a string or too long")
+    top, tid = decode_envelope(data, _DECODER, "chord")
     kind = top.get(b"y")
     try:
         if kind == b"q":
@@ -463,13 +444,5 @@ def _decode_response(top: dict[bytes, object], tid: bytes, m: int) -> Response:
 
 
 def _decode_error(top: dict[bytes, object], tid: bytes) -> ErrorMessage:
-    e = top.get(b"e")
-    if not isinstance(e, list) or len(e) < 2 or not isinstance(e[0], int):
-        raise RemoteKrpcError("chord: 'e' is not a [code, message] list")
-    text = e[1]
-    message = (
-        text[:MAX_ERROR_TEXT_BYTES].decode("utf-8", "replace")
-        if isinstance(text, bytes)
-        else ""
-    )
-    return ErrorMessage(transaction_id=tid, code=e[0], message=message)
+    code, message = decode_error_body(top, "chord")
+    return ErrorMessage(transaction_id=tid, code=code, message=message)
