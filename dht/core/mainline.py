@@ -22,7 +22,6 @@ storage, BEP 51 sampling.
 
 from __future__ import annotations
 
-import heapq
 import random
 from dataclasses import dataclass
 from enum import Enum
@@ -60,6 +59,7 @@ from dht.core.krpc import (
     encode_message,
 )
 from dht.core.peerstore import PeerStore
+from dht.core.transactions import TransactionTable
 from dht.errors import BadQuery, LocalKrpcError, RemoteKrpcError
 
 __all__ = ["DhtCore", "DhtStatistics"]
@@ -83,7 +83,6 @@ class _Timer(Enum):
 @dataclass(slots=True)
 class _Transaction:
     tid: bytes
-    serial: int
     addr: PeerAddr
     method: str
     payload: bytes
@@ -155,12 +154,11 @@ class DhtCore:
             max_total=cfg.max_peers_total,
         )
         self._limiter = SourceRateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst)
-        self._txns: dict[bytes, _Transaction] = {}
-        self._timers: list[
-            tuple[float, int, int, bytes]
-        ] = []  # (when, serial, kind, tid)
-        self._serial = 0
-        self._next_tid = rng.getrandbits(16)
+        self._txns = TransactionTable[_Transaction](
+            tid_bytes=2,
+            first_tid=rng.getrandbits(16),
+            max_pending=cfg.max_transactions,
+        )
         self._lookups: dict[int, _LookupState] = {}
         self._next_lookup = 1
         self._verified: dict[PeerAddr, float] = {}
@@ -267,11 +265,7 @@ class DhtCore:
         """Fire every timer due at ``now``."""
         self._start(now)
         out: list[Output] = []
-        while self._timers and self._timers[0][0] <= now:
-            _, serial, kind, tid = heapq.heappop(self._timers)
-            txn = self._txns.get(tid)
-            if txn is None or txn.serial != serial:
-                continue
+        for txn, kind in self._txns.due(now):
             self._on_timer(out, txn, _Timer(kind), now)
         if self._upkeep_at is not None and now >= self._upkeep_at:
             self._upkeep_at = now + self._cfg.upkeep_interval_s
@@ -296,16 +290,8 @@ class DhtCore:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` should next be called (None: only on new input)."""
-        while self._timers:
-            _, serial, _, tid = self._timers[0]
-            txn = self._txns.get(tid)
-            if txn is not None and txn.serial == serial:
-                break
-            heapq.heappop(self._timers)
-        times = [t for t in (self._maintenance_at, self._upkeep_at) if t is not None]
-        if self._timers:
-            times.append(self._timers[0][0])
-        return min(times, default=None)
+        times = (self._maintenance_at, self._upkeep_at, self._txns.next_deadline())
+        return min((t for t in times if t is not None), default=None)
 
     def start_lookup(
         self,
@@ -468,11 +454,11 @@ class DhtCore:
     def _on_response(
         self, out: list[Output], r: Response, addr: PeerAddr, now: float
     ) -> None:
-        txn = self._txns.get(r.transaction_id)
-        if txn is None or txn.addr != addr:
+        txn = self._txns.get_from(r.transaction_id, addr)
+        if txn is None:
             self._counts["dropped_in"] += 1
             return
-        del self._txns[r.transaction_id]
+        self._txns.close(r.transaction_id)
         self._counts["responses_in"] += 1
         id_ok = txn.expected_id is None or txn.expected_id == r.sender_id
         if id_ok:
@@ -502,11 +488,11 @@ class DhtCore:
     def _on_error(
         self, out: list[Output], e: ErrorMessage, addr: PeerAddr, now: float
     ) -> None:
-        txn = self._txns.get(e.transaction_id)
-        if txn is None or txn.addr != addr:
+        txn = self._txns.get_from(e.transaction_id, addr)
+        if txn is None:
             self._counts["dropped_in"] += 1
             return
-        del self._txns[e.transaction_id]
+        self._txns.close(e.transaction_id)
         state = self._lookups.get(txn.owner)
         if state is None:
             return
@@ -529,7 +515,7 @@ class DhtCore:
             self._counts["queries_out"] += 1
             self._emit(out, txn.addr, txn.payload)
             return
-        del self._txns[txn.tid]
+        self._txns.close(txn.tid)
         self._counts["timeouts"] += 1
         self._table.failed(txn.addr, txn.expected_id, now)
         out.append(
@@ -662,15 +648,6 @@ class DhtCore:
 
     # -- outgoing -------------------------------------------------------------------
 
-    def _new_tid(self) -> bytes | None:
-        if len(self._txns) >= self._cfg.max_transactions:
-            return None
-        while True:
-            self._next_tid = (self._next_tid + 1) & 0xFFFF
-            tid = self._next_tid.to_bytes(2, "big")
-            if tid not in self._txns:
-                return tid
-
     def _send_query(
         self,
         out: list[Output],
@@ -682,7 +659,7 @@ class DhtCore:
         now: float,
         arg: NodeId | AnnouncePeer | None,
     ) -> bool:
-        tid = self._new_tid()
+        tid = self._txns.new_tid()
         if tid is None:
             return False
         v = self._cfg.version
@@ -711,34 +688,28 @@ class DhtCore:
                 version=v,
             )
         payload = encode_message(msg)
-        self._serial += 1
-        txn = _Transaction(
-            tid=tid,
-            serial=self._serial,
-            addr=addr,
-            method=method,
-            payload=payload,
-            expected_id=expected_id,
-            purpose=purpose,
-            owner=owner,
+        txns = self._txns
+        txns.add(
+            tid,
+            _Transaction(
+                tid=tid,
+                addr=addr,
+                method=method,
+                payload=payload,
+                expected_id=expected_id,
+                purpose=purpose,
+                owner=owner,
+            ),
         )
-        self._txns[tid] = txn
         cfg = self._cfg
-        push = heapq.heappush
         if purpose is _Purpose.LOOKUP and cfg.slow_after_s < cfg.query_timeout_s:
-            push(
-                self._timers,
-                (now + cfg.slow_after_s, txn.serial, _Timer.SLOW.value, tid),
-            )
+            txns.schedule(tid, now + cfg.slow_after_s, _Timer.SLOW.value)
         if cfg.retransmit_after_s > 0:
             at = now + cfg.retransmit_after_s
             while at < now + cfg.query_timeout_s - 1e-9:
-                push(self._timers, (at, txn.serial, _Timer.RETRANSMIT.value, tid))
+                txns.schedule(tid, at, _Timer.RETRANSMIT.value)
                 at += cfg.retransmit_after_s
-        push(
-            self._timers,
-            (now + cfg.query_timeout_s, txn.serial, _Timer.TIMEOUT.value, tid),
-        )
+        txns.schedule(tid, now + cfg.query_timeout_s, _Timer.TIMEOUT.value)
         self._counts["queries_out"] += 1
         self._emit(out, addr, payload)
         return True

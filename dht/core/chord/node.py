@@ -41,7 +41,6 @@ announce_peer, IPv6.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import random
 from dataclasses import dataclass, field
 from enum import Enum
@@ -82,6 +81,7 @@ from dht.core.chord.ring import between_right, key_id
 from dht.core.chord.table import ChordTable
 from dht.core.compact import PeerAddr
 from dht.core.peerstore import PeerStore
+from dht.core.transactions import TransactionTable
 from dht.errors import BadQuery, LocalKrpcError, RemoteKrpcError
 
 __all__ = ["ChordCore", "ChordStatistics"]
@@ -119,7 +119,6 @@ class _Timer(Enum):
 @dataclass(slots=True)
 class _Txn:
     tid: bytes
-    serial: int
     addr: PeerAddr
     expected_id: int | None
     purpose: _Purpose
@@ -204,12 +203,13 @@ class ChordCore:
             max_per_swarm=self._cfg.max_peers_per_swarm,
             max_total=self._cfg.max_peers_total,
         )
-        self._txns: dict[bytes, _Txn] = {}
-        self._timers: list[tuple[float, int, int, bytes]] = []
+        self._txns = TransactionTable[_Txn](
+            tid_bytes=4,
+            first_tid=rng.getrandbits(32),
+            max_pending=self._cfg.max_transactions,
+        )
         self._ops: dict[int, _Op] = {}
-        self._serial = 0
         self._next_op = 0
-        self._tid_base = rng.getrandbits(32)
         self._started = False
         self._left = False
         self._stabilizing = False
@@ -304,8 +304,8 @@ class ChordCore:
             case Response():
                 self._on_response(out, msg, addr, now)
             case ErrorMessage():
-                txn = self._txns.get(msg.transaction_id)
-                if txn is None or txn.addr != addr:
+                txn = self._txns.get_from(msg.transaction_id, addr)
+                if txn is None:
                     self._counts["dropped_in"] += 1
                 else:
                     self._end_txn(txn)
@@ -322,11 +322,7 @@ class ChordCore:
         """Fire every timer due at ``now``, and the periodic maintenance."""
         self._start(now)
         out: list[ChordOutput] = []
-        while self._timers and self._timers[0][0] <= now:
-            _, serial, kind, tid = heapq.heappop(self._timers)
-            txn = self._txns.get(tid)
-            if txn is None or txn.serial != serial:
-                continue
+        for txn, kind in self._txns.due(now):
             if kind == _Timer.RETRANSMIT.value:
                 self._send(out, txn.addr, txn.payload)
             else:
@@ -357,13 +353,8 @@ class ChordCore:
         Before the first call with a time, at once: maintenance starts then."""
         if not self._started:
             return 0.0
-        while self._timers:
-            _, serial, _, tid = self._timers[0]
-            txn = self._txns.get(tid)
-            if txn is not None and txn.serial == serial:
-                break
-            heapq.heappop(self._timers)
-        times = [t[0] for t in self._timers[:1]]
+        first = self._txns.next_deadline()
+        times = [] if first is None else [first]
         if self._started and not self._left:
             times += [
                 self._stabilize_at,
@@ -835,8 +826,8 @@ class ChordCore:
     def _on_response(
         self, out: list[ChordOutput], msg: Response, addr: PeerAddr, now: float
     ) -> None:
-        txn = self._txns.get(msg.transaction_id)
-        if txn is None or txn.addr != addr:
+        txn = self._txns.get_from(msg.transaction_id, addr)
+        if txn is None:
             self._counts["dropped_in"] += 1
             return
         if txn.expected_id is not None and msg.sender_id != txn.expected_id:
@@ -1010,11 +1001,10 @@ class ChordCore:
     ) -> None:
         """Send ``msg`` (its transaction id is filled in here) and remember it.
         ``peer.id`` of -1 means "id unknown" (a bootstrap address)."""
-        tid = self._new_tid()
+        tid = self._txns.new_tid()
         if tid is None:
             txn = _Txn(
                 tid=b"",
-                serial=0,
                 addr=peer.addr,
                 expected_id=peer.id,
                 purpose=purpose,
@@ -1025,45 +1015,31 @@ class ChordCore:
             return
         msg = _with_tid(msg, tid)
         payload = encode_message(msg, self._cfg.version)
-        self._serial += 1
-        txn = _Txn(
-            tid=tid,
-            serial=self._serial,
-            addr=peer.addr,
-            expected_id=None if peer.id < 0 else peer.id,
-            purpose=purpose,
-            payload=payload,
-            op_id=op_id,
-            items=items,
+        txns = self._txns
+        txns.add(
+            tid,
+            _Txn(
+                tid=tid,
+                addr=peer.addr,
+                expected_id=None if peer.id < 0 else peer.id,
+                purpose=purpose,
+                payload=payload,
+                op_id=op_id,
+                items=items,
+            ),
         )
-        self._txns[tid] = txn
         cfg = self._cfg
         if cfg.retransmit_after_s > 0:
             for k in range(1, cfg.retransmits + 1):
                 when = now + k * cfg.retransmit_after_s
                 if when < now + cfg.query_timeout_s:
-                    heapq.heappush(
-                        self._timers,
-                        (when, txn.serial, _Timer.RETRANSMIT.value, tid),
-                    )
-        heapq.heappush(
-            self._timers,
-            (now + cfg.query_timeout_s, txn.serial, _Timer.TIMEOUT.value, tid),
-        )
+                    txns.schedule(tid, when, _Timer.RETRANSMIT.value)
+        txns.schedule(tid, now + cfg.query_timeout_s, _Timer.TIMEOUT.value)
         self._counts["queries_out"] += 1
         self._send(out, peer.addr, payload)
 
-    def _new_tid(self) -> bytes | None:
-        if len(self._txns) >= self._cfg.max_transactions:
-            return None
-        while True:
-            self._tid_base = (self._tid_base + 1) & 0xFFFFFFFF
-            tid = self._tid_base.to_bytes(4, "big")
-            if tid not in self._txns:
-                return tid
-
     def _end_txn(self, txn: _Txn) -> None:
-        self._txns.pop(txn.tid, None)
+        self._txns.close(txn.tid)
 
     def _send(self, out: list[ChordOutput], addr: PeerAddr, payload: bytes) -> None:
         self._counts["bytes_out"] += len(payload)
