@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 import bencodepy
 
-from client.errors import TrackerFailure
+from client.core import bencode_span
+from client.errors import MetainfoError, TrackerFailure
 from dht import CompactFormatError, PeerAddr, decode_peers, decode_peers6
 
 __all__ = [
@@ -208,8 +209,11 @@ def _show(value: object) -> str:
 
 def _decode_dict(body: bytes, what: str) -> dict[bytes, object]:
     try:
+        # The strict scanner first: bencode.py alone loops forever on a
+        # dictionary key with a negative length (d1:a1:b-6:e; issue 8).
+        bencode_span.check_bencode(body, what=what)
         decoded = bencodepy.decode(body)
-    except bencodepy.BencodeDecodeError as exc:
+    except (MetainfoError, bencodepy.BencodeDecodeError) as exc:
         raise TrackerFailure(
             f"{what} is not valid bencode ({exc}): {_show(body)}"
         ) from None

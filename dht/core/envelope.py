@@ -17,7 +17,7 @@ from enum import IntEnum
 
 import bencodepy
 
-from dht.errors import RemoteKrpcError
+from dht.errors import LocalKrpcError, RemoteKrpcError
 
 __all__ = [
     "DECODE_ERRORS",
@@ -26,6 +26,7 @@ __all__ = [
     "MAX_TRANSACTION_ID_BYTES",
     "MAX_VERSION_BYTES",
     "ErrorCode",
+    "StrictDecoder",
     "decode_envelope",
     "decode_error_body",
     "decode_version",
@@ -49,6 +50,22 @@ DECODE_ERRORS = (
     RecursionError,
     OverflowError,
 )
+
+
+class StrictDecoder(bencodepy.BencodeDecoder):  # type: ignore[misc]  # untyped base
+    """bencode.py's decoder, refusing a string length that is not plain
+    digits. bencode.py reads a dictionary key's length with ``int()``, so a
+    key like ``-6:`` moves the read position backwards; ``d1:a1:b-6:e``
+    loops forever, and one datagram would hang the node (issue 8)."""
+
+    def decode_string(
+        self, x: bytes, f: int, kind: str = "value", **kwargs: object
+    ) -> tuple[bytes, int]:
+        colon = x.find(b":", f, f + 21)
+        if colon <= f or not x[f:colon].isdigit():
+            raise bencodepy.BencodeDecodeError(f"bad string length at byte {f}")
+        result: tuple[bytes, int] = super().decode_string(x, f, kind, **kwargs)
+        return result
 
 
 class ErrorCode(IntEnum):
@@ -91,6 +108,8 @@ def decode_envelope(
             f"{what}: datagram is {len(data)} bytes, "
             f"over the {MAX_DATAGRAM_BYTES}-byte cap"
         )
+    if not isinstance(decoder, StrictDecoder):  # a plain one can hang (above)
+        raise LocalKrpcError(f"{what}: decode_envelope needs a StrictDecoder")
     try:
         top = decoder.decode(data)
     except DECODE_ERRORS as exc:

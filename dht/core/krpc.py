@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import assert_never
 
-import bencodepy
-
 from dht.core.compact import (
     PeerAddr,
     decode_nodes,
@@ -32,6 +30,7 @@ from dht.core.distance import NodeId, node_id
 from dht.core.envelope import (
     MAX_DATAGRAM_BYTES,
     ErrorCode,
+    StrictDecoder,
     decode_envelope,
     decode_error_body,
     decode_version,
@@ -58,7 +57,7 @@ __all__ = [
 MAX_TOKEN_BYTES = 64  # bytes; tokens are opaque, real clients send 4-20
 MAX_DEPTH = 4  # nesting levels; KRPC needs 3 (message, 'r', 'values' list)
 
-_DECODER = bencodepy.BencodeDecoder(max_depth=MAX_DEPTH)
+_DECODER = StrictDecoder(max_depth=MAX_DEPTH)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -53,6 +53,8 @@ _TOKENS = (
     b"de",
     b"0:",
     b"20:",
+    b"-6:",  # issue 8: a negative key length hung bencode.py
+    b"-1:",
     b"4:info",
     b"5:files",
     b"4:path",

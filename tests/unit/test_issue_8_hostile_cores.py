@@ -75,3 +75,79 @@ def test_issue_8_check_message_range_checks_messages_parsed_early(
 )
 def test_check_message_passes_legal_messages(msg: wire.PeerMessage) -> None:
     wire.check_message(msg, 5)
+
+
+HANG = b"d1:a1:b-6:e"  # a key of length -6 walks bencode.py back to "1:b"
+
+
+def _dht_core(data: bytes) -> None:
+    from dht.core import config as dht_config
+    from dht.core.compact import PeerAddr
+    from dht.core.mainline import DhtCore
+
+    core = DhtCore(b"\x01" * 20, random.Random(1), dht_config.testing_config())
+    assert core.handle_datagram(data, PeerAddr("127.0.0.2", 6881), 0.0) == []
+
+
+def _chord_core(data: bytes) -> None:
+    from dht.core.chord.config import chord_testing_config
+    from dht.core.chord.node import ChordCore
+    from dht.core.compact import PeerAddr
+
+    core = ChordCore(
+        1, PeerAddr("127.0.0.1", 1), random.Random(1), chord_testing_config()
+    )
+    assert core.handle_datagram(data, PeerAddr("127.0.0.2", 6881), 0.0) == []
+
+
+def _krpc(data: bytes) -> None:
+    from dht.core.krpc import decode_message
+    from dht.errors import RemoteKrpcError
+
+    with pytest.raises(RemoteKrpcError, match="bad string length"):
+        decode_message(data)
+
+
+def _chord_messages(data: bytes) -> None:
+    from dht.core.chord.messages import decode_message
+    from dht.errors import RemoteKrpcError
+
+    with pytest.raises(RemoteKrpcError, match="bad string length"):
+        decode_message(data, 160)
+
+
+def _announce_response(data: bytes) -> None:
+    from client.core.announce import parse_announce_response
+    from client.errors import TrackerFailure
+
+    with pytest.raises(TrackerFailure, match="bad string length"):
+        parse_announce_response(data)
+
+
+def _scrape_response(data: bytes) -> None:
+    from client.core.announce import parse_scrape_response
+    from client.errors import TrackerFailure
+
+    with pytest.raises(TrackerFailure, match="bad string length"):
+        parse_scrape_response(data)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "parse",
+    [
+        _krpc,
+        _chord_messages,
+        _dht_core,
+        _chord_core,
+        _announce_response,
+        _scrape_response,
+    ],
+)
+def test_issue_8_negative_bencode_key_length_never_hangs(parse: object) -> None:
+    # Found by the tracker_response fuzz target (a libFuzzer timeout):
+    # bencode.py decodes a dictionary key's length with int(), and a negative
+    # one moves its read position backwards, forever. One UDP datagram would
+    # have hung a DHT node, one response a tracker client.
+    assert callable(parse)
+    parse(HANG)

@@ -35,8 +35,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import assert_never
 
-import bencodepy
-
 from dht.core.compact import (
     PeerAddr,
     decode_nodes,
@@ -47,6 +45,7 @@ from dht.core.compact import (
 from dht.core.envelope import (
     MAX_DATAGRAM_BYTES,
     ErrorCode,
+    StrictDecoder,
     decode_envelope,
     decode_error_body,
     encode_envelope,
@@ -83,7 +82,7 @@ MAX_VALUES = 100  # peers in one get_peers reply
 MAX_TTL_S = 24 * 3600  # seconds; a handed-off entry may not live longer
 MAX_DEPTH = 5  # message, a, items list, one item list: 4 levels used
 
-_DECODER = bencodepy.BencodeDecoder(max_depth=MAX_DEPTH)
+_DECODER = StrictDecoder(max_depth=MAX_DEPTH)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
