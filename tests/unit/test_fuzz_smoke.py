@@ -21,7 +21,7 @@ def test_fuzz_target_smoke(name: str) -> None:
         error = check_one(target, data)
         assert error is None, f"corpus input {data!r:.200} of {name}:\n{error}"
     result = fuzz(target, seconds=SMOKE_SECONDS, seed=8)
-    assert result.executions > 100
+    assert result.executions > 20, result
     if result.failures:
         f = result.failures[0]
         pytest.fail(f"{name} raised on {f.data!r:.300}:\n{f.error}")
