@@ -1,12 +1,12 @@
 """The asyncio UDP driver for the Chord ring core.
 
-``ChordNode`` binds one UDP socket, feeds every datagram to a
-:class:`~dht.core.chord.node.ChordCore` straight from ``datagram_received``
-(no task per datagram) and runs one timer task that calls ``tick`` at the
-core's ``next_deadline``. Joining, lookups, announces and leaving are
-awaitable methods that wait for the core's events. ``lookup_peers`` and
-``announce`` have the same shape as :class:`~dht.node.DhtNode`'s, so the
-client can use either overlay as a peer source.
+``ChordNode`` runs a :class:`~dht.core.chord.node.ChordCore` on one UDP
+socket through :class:`~dht.udp.UdpDriver` (datagrams straight to the core,
+one timer task driving ``tick`` at ``next_deadline``). Joining, lookups,
+announces and leaving are awaitable methods that wait for the core's
+events. ``lookup_peers`` and ``announce`` have the same shape as
+:class:`~dht.node.DhtNode`'s, so the client can use either overlay as a
+peer source.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from dht.core.chord.config import ChordConfig
 from dht.core.chord.events import (
@@ -27,13 +25,13 @@ from dht.core.chord.events import (
     ChordLookupDone,
     ChordOutput,
     ChordPeersFound,
-    SendDatagram,
 )
 from dht.core.chord.messages import ChordPeer
 from dht.core.chord.node import ChordCore, ChordStatistics
 from dht.core.chord.ring import key_id, peer_id_for
 from dht.core.compact import PeerAddr
 from dht.errors import LocalKrpcError, LookupFailed
+from dht.udp import UdpDriver
 
 __all__ = ["ChordNode"]
 
@@ -45,26 +43,7 @@ LEAVE_TIMEOUT_S = 3.0  # seconds a graceful leave may take (also on exit)
 _Done = ChordLookupDone | ChordAnnounceDone | ChordJoined | ChordLeft
 
 
-@dataclass(slots=True)
-class _Waiter:
-    done: asyncio.Future[_Done]
-    on_peers: Callable[[list[PeerAddr]], None] | None = None
-    peers: list[PeerAddr] = field(default_factory=list)
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, node: ChordNode) -> None:
-        self._node = node
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._node._datagram_received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the query will time out.
-        log.debug("chord: UDP error %s", exc)
-
-
-class ChordNode:
+class ChordNode(UdpDriver[ChordCore, ChordOutput, _Done]):
     """A Chord ring peer on one UDP socket; use as ``async with``.
 
     Args:
@@ -77,6 +56,8 @@ class ChordNode:
         leave_on_exit: leave gracefully (keys to the successor) on exit.
     """
 
+    NAME = "chord"
+
     def __init__(
         self,
         *,
@@ -87,43 +68,29 @@ class ChordNode:
         rng: random.Random | None = None,
         leave_on_exit: bool = True,
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port)
         self._wanted_id = node_id
         self._config = config or ChordConfig()
         self._rng = rng or random.SystemRandom()
         self._leave_on_exit = leave_on_exit
-        self._core: ChordCore | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._address: PeerAddr | None = None
-        self._timer: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._sleep_until: float | None = None
-        self._waiters: dict[int, _Waiter] = {}
         self._left = False
         self._activity = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> ChordNode:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self._host, self._port)
-        )
-        self._transport = transport
-        sock = transport.get_extra_info("sockname")
-        self._address = PeerAddr(str(sock[0]), int(sock[1]))
         m = self._config.m
-        nid = self._wanted_id
-        if nid is None:
-            nid = peer_id_for(str(self._address), m)
-        try:
-            self._core = ChordCore(nid, self._address, self._rng, self._config)
-        except BaseException:
-            transport.close()
-            raise
-        self._timer = asyncio.create_task(self._run_timer())
-        log.info("chord: peer %s listening on %s", _short(nid, m), self._address)
+
+        def make_core(addr: PeerAddr) -> ChordCore:
+            nid = self._wanted_id
+            if nid is None:
+                nid = peer_id_for(str(addr), m)
+            return ChordCore(nid, addr, self._rng, self._config)
+
+        core = await self._open(make_core)
+        log.info(
+            "chord: peer %s listening on %s", _short(core.node_id, m), self._address
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -138,23 +105,9 @@ class ChordNode:
                 with contextlib.suppress(TimeoutError, LocalKrpcError):
                     await self.leave(LEAVE_TIMEOUT_S)
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._timer
-            if self._transport is not None:
-                self._transport.close()
-            for waiter in self._waiters.values():
-                if not waiter.done.done():
-                    waiter.done.cancel()
+            await self._close()
 
     # -- properties ------------------------------------------------------------------
-
-    @property
-    def address(self) -> PeerAddr:
-        if self._address is None:
-            raise LocalKrpcError("chord: peer is not running")
-        return self._address
 
     @property
     def node_id(self) -> int:
@@ -169,11 +122,6 @@ class ChordNode:
     def statistics(self) -> ChordStatistics:
         """A frozen snapshot of pointers and counters."""
         return self._running().statistics()
-
-    def _running(self) -> ChordCore:
-        if self._core is None:
-            raise LocalKrpcError("chord: peer is not running")
-        return self._core
 
     # -- operations ------------------------------------------------------------------
 
@@ -193,7 +141,7 @@ class ChordNode:
         )
         core = self._running()
         op_id, outs = core.start_join(addr, self._now())
-        done = await self._wait(op_id, outs, None, timeout_s)
+        done = await self._wait(op_id, outs, self._new_waiter(), timeout_s)
         assert isinstance(done, ChordJoined)
         if done.successor is None:
             raise LookupFailed(f"chord: could not join the ring through {addr}")
@@ -227,7 +175,7 @@ class ChordNode:
         core = self._running()
         k = key if isinstance(key, int) else key_id(key, self._config.m)
         op_id, outs = core.start_lookup(k, self._now())
-        done = await self._wait(op_id, outs, None, timeout_s)
+        done = await self._wait(op_id, outs, self._new_waiter(), timeout_s)
         assert isinstance(done, ChordLookupDone)
         return done
 
@@ -247,9 +195,7 @@ class ChordNode:
         """
         core = self._running()
         op_id, outs = core.start_get_peers(info_hash, self._now())
-        waiter = _Waiter(
-            done=asyncio.get_running_loop().create_future(), on_peers=on_peers
-        )
+        waiter = self._new_waiter(on_peers)
         try:
             await self._wait(op_id, outs, waiter, timeout_s)
         except TimeoutError:
@@ -275,7 +221,7 @@ class ChordNode:
         """
         core = self._running()
         op_id, outs = core.start_announce(info_hash, port, self._now())
-        done = await self._wait(op_id, outs, None, timeout_s)
+        done = await self._wait(op_id, outs, self._new_waiter(), timeout_s)
         assert isinstance(done, ChordAnnounceDone)
         if done.stored_at is None:
             raise LookupFailed(f"chord: no owner of {info_hash.hex()[:8]} answered")
@@ -291,7 +237,7 @@ class ChordNode:
         core = self._running()
         self._left = True
         op_id, outs = core.start_leave(self._now())
-        done = await self._wait(op_id, outs, None, timeout_s)
+        done = await self._wait(op_id, outs, self._new_waiter(), timeout_s)
         assert isinstance(done, ChordLeft)
         log.info("chord: left the ring, %d entries handed over", done.handed)
         return done
@@ -304,80 +250,25 @@ class ChordNode:
             self._activity.clear()
             await self._activity.wait()
 
-    async def _wait(
-        self,
-        op_id: int,
-        outs: list[ChordOutput],
-        waiter: _Waiter | None,
-        timeout_s: float,
-    ) -> _Done:
-        if waiter is None:
-            waiter = _Waiter(done=asyncio.get_running_loop().create_future())
-        self._waiters[op_id] = waiter
-        self._process(outs)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await asyncio.shield(waiter.done)
-        finally:
-            self._waiters.pop(op_id, None)
-            if self._core is not None:
-                self._core.cancel(op_id)
+    # -- the core's events ----------------------------------------------------------
 
-    # -- the core's plumbing ---------------------------------------------------------
+    def _on_event(self, event: ChordOutput) -> None:
+        match event:
+            case ChordPeersFound(op_id=op_id, peers=peers):
+                self._peers_arrived(op_id, peers)
+            case (
+                ChordLookupDone(op_id=op_id)
+                | ChordAnnounceDone(op_id=op_id)
+                | ChordJoined(op_id=op_id)
+                | ChordLeft(op_id=op_id)
+            ):
+                self._finish(self._waiters, op_id, event)
 
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    def _datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        core = self._core
-        if core is None:
-            return
-        peer = PeerAddr(str(addr[0]), int(addr[1]))
-        self._process(core.handle_datagram(data, peer, self._now()))
-
-    def _process(self, outputs: list[ChordOutput]) -> None:
-        transport = self._transport
-        for out in outputs:
-            match out:
-                case SendDatagram(addr=addr, payload=payload):
-                    if transport is not None and not transport.is_closing():
-                        transport.sendto(payload, (addr.host, addr.port))
-                case ChordPeersFound(op_id=op_id, peers=peers):
-                    waiter = self._waiters.get(op_id)
-                    if waiter is not None:
-                        waiter.peers.extend(peers)
-                        if waiter.on_peers is not None:
-                            waiter.on_peers(list(peers))
-                case (
-                    ChordLookupDone(op_id=op_id)
-                    | ChordAnnounceDone(op_id=op_id)
-                    | ChordJoined(op_id=op_id)
-                    | ChordLeft(op_id=op_id)
-                ):
-                    waiter = self._waiters.get(op_id)
-                    if waiter is not None and not waiter.done.done():
-                        waiter.done.set_result(out)
+    def _after_outputs(self) -> None:
         self._activity.set()
-        core = self._core
-        deadline = core.next_deadline() if core is not None else None
-        if deadline is not None and (
-            self._sleep_until is None or deadline < self._sleep_until
-        ):
-            self._wake.set()
 
-    async def _run_timer(self) -> None:
-        loop = asyncio.get_running_loop()
-        core = self._running()
-        while True:
-            deadline = core.next_deadline()
-            self._sleep_until = deadline
-            self._wake.clear()
-            delay = None if deadline is None else max(0.0, deadline - loop.time())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._sleep_until = None
-            self._process(core.tick(loop.time()))
+    def _cancel_op(self, op_id: int) -> None:
+        self._running().cancel(op_id)
 
 
 def _short(node_id: int, m: int) -> str:

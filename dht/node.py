@@ -1,8 +1,8 @@
 """The asyncio UDP driver for the Mainline DHT core (BEP 5).
 
-``DhtNode`` binds one UDP socket, feeds every datagram to a :class:`DhtCore`
-straight from ``datagram_received`` (no task per datagram), and runs one
-timer task that calls ``tick`` at the core's ``next_deadline``. Lookups,
+``DhtNode`` runs a :class:`DhtCore` on one UDP socket through
+:class:`~dht.udp.UdpDriver` (datagrams straight to the core, one timer
+task driving ``tick`` at ``next_deadline``). Lookups,
 announces and bootstrap are awaitable methods that wait for the core's
 events. The routing table is saved as JSON on exit and loaded on entry when
 ``state_path`` is given.
@@ -11,7 +11,6 @@ events. The routing table is saved as JSON on exit and loaded on entry when
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -19,9 +18,7 @@ import random
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from dht.core.compact import PeerAddr
 from dht.core.config import DhtConfig
@@ -34,11 +31,11 @@ from dht.core.events import (
     PeerAnnounced,
     PeersFound,
     QueryTimedOut,
-    SendDatagram,
 )
 from dht.core.kademlia.routing import NodeInfo
 from dht.core.mainline import DhtCore, DhtStatistics
-from dht.errors import DhtError, LocalKrpcError
+from dht.errors import DhtError
+from dht.udp import UdpDriver, Waiter
 
 __all__ = ["DEFAULT_BOOTSTRAP_NODES", "DhtNode"]
 
@@ -57,26 +54,7 @@ DEFAULT_LOOKUP_TIMEOUT_S = 30.0  # seconds a get_peers / announce / bootstrap ma
 RESOLVE_TIMEOUT_S = 10.0  # seconds to resolve one bootstrap host name
 
 
-@dataclass(slots=True)
-class _Waiter:
-    done: asyncio.Future[LookupDone]
-    on_peers: Callable[[list[PeerAddr]], None] | None = None
-    peers: list[PeerAddr] = field(default_factory=list)
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, node: DhtNode) -> None:
-        self._node = node
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._node._datagram_received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the query will time out.
-        log.debug("dht: UDP error %s", exc)
-
-
-class DhtNode:
+class DhtNode(UdpDriver[DhtCore, Output, LookupDone]):
     """A Mainline DHT node on one UDP socket; use as ``async with``.
 
     Args:
@@ -99,43 +77,24 @@ class DhtNode:
         state_path: str | os.PathLike[str] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host=host, port=port)
         self._wanted_id = None if node_id is None else local_node_id(node_id)
         self._config = config or DhtConfig()
         self._state_path = None if state_path is None else Path(state_path)
         self._rng = rng or random.SystemRandom()
-        self._core: DhtCore | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._address: PeerAddr | None = None
-        self._tasks: asyncio.TaskGroup | None = None
-        self._timer: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._sleep_until: float | None = None
-        self._waiters: dict[int, _Waiter] = {}
-        self._announces: dict[int, asyncio.Future[AnnounceDone]] = {}
+        self._announces: dict[int, Waiter[AnnounceDone]] = {}
         self._table_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def __aenter__(self) -> DhtNode:
-        loop = asyncio.get_running_loop()
         saved_id, saved_nodes = self._load_state()
         nid = self._wanted_id or saved_id or NodeId(secrets.token_bytes(ID_BYTES))
-        self._core = DhtCore(nid, self._rng, self._config)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self._host, self._port)
-        )
-        self._transport = transport
-        sock = transport.get_extra_info("sockname")
-        self._address = PeerAddr(sock[0], sock[1])
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
-        self._timer = self._tasks.create_task(self._run_timer())
+        core = await self._open(lambda _: DhtCore(nid, self._rng, self._config))
         if saved_nodes:
-            now = loop.time()
-            self._process(self._core.restore_nodes(saved_nodes, now))
-            _, outs = self._core.bootstrap([n.addr for n in saved_nodes[:16]], now)
+            now = self._now()
+            self._process(core.restore_nodes(saved_nodes, now))
+            _, outs = core.bootstrap([n.addr for n in saved_nodes[:16]], now)
             self._process(outs)
         log.info("dht: node %s listening on %s", nid.hex()[:8], self._address)
         return self
@@ -145,26 +104,12 @@ class DhtNode:
             if self._state_path is not None and self._core is not None:
                 self.save_state()
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            if self._tasks is not None:
-                await self._tasks.__aexit__(None, None, None)
-            if self._transport is not None:
-                self._transport.close()
-            for waiter in self._waiters.values():
+            await self._close()
+            for waiter in self._announces.values():
                 if not waiter.done.done():
                     waiter.done.cancel()
-            for fut in self._announces.values():
-                if not fut.done():
-                    fut.cancel()
 
     # -- properties ------------------------------------------------------------------
-
-    @property
-    def address(self) -> PeerAddr:
-        if self._address is None:
-            raise LocalKrpcError("dht: node is not running")
-        return self._address
 
     @property
     def node_id(self) -> NodeId:
@@ -172,7 +117,7 @@ class DhtNode:
 
     def statistics(self) -> DhtStatistics:
         """A frozen snapshot of the node's counters and table size."""
-        return self._running().statistics(asyncio.get_running_loop().time())
+        return self._running().statistics(self._now())
 
     def routing_nodes(self) -> list[NodeInfo]:
         return self._running().routing_nodes()
@@ -190,11 +135,6 @@ class DhtNode:
             self._table_waiters = [
                 (n, f) for n, f in self._table_waiters if f is not fut
             ]
-
-    def _running(self) -> DhtCore:
-        if self._core is None:
-            raise LocalKrpcError("dht: node is not running")
-        return self._core
 
     # -- operations ------------------------------------------------------------------
 
@@ -260,7 +200,7 @@ class DhtNode:
         lookup_id, outs = core.start_lookup(
             info_hash, loop.time(), LookupKind.GET_PEERS
         )
-        waiter = _Waiter(done=loop.create_future(), on_peers=on_peers)
+        waiter = self._new_waiter(on_peers)
         waiter.done.add_done_callback(lambda _: arrived.set())
         self._waiters[lookup_id] = waiter
         self._process(outs)
@@ -307,15 +247,8 @@ class DhtNode:
         lookup_id, outs = core.start_announce(
             info_hash, port, loop.time(), implied_port
         )
-        fut: asyncio.Future[AnnounceDone] = loop.create_future()
-        self._announces[lookup_id] = fut
-        self._process(outs)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await fut
-        finally:
-            self._announces.pop(lookup_id, None)
-            core.cancel_lookup(lookup_id)
+        waiter = Waiter[AnnounceDone](done=loop.create_future())
+        return await self._wait_in(self._announces, lookup_id, outs, waiter, timeout_s)
 
     async def _wait_lookup(
         self,
@@ -323,20 +256,12 @@ class DhtNode:
         outs: list[Output],
         on_peers: Callable[[list[PeerAddr]], None] | None,
         timeout_s: float,
-    ) -> _Waiter:
-        waiter = _Waiter(
-            done=asyncio.get_running_loop().create_future(), on_peers=on_peers
-        )
-        self._waiters[lookup_id] = waiter
-        self._process(outs)
+    ) -> Waiter[LookupDone]:
+        waiter = self._new_waiter(on_peers)
         try:
-            async with asyncio.timeout(timeout_s):
-                await asyncio.shield(waiter.done)
+            await self._wait(lookup_id, outs, waiter, timeout_s)
         except TimeoutError:
             log.info("dht: lookup %d timed out after %.1fs", lookup_id, timeout_s)
-        finally:
-            self._waiters.pop(lookup_id, None)
-            self._running().cancel_lookup(lookup_id)
         return waiter
 
     async def _resolve(self, addrs: Iterable[PeerAddr | str]) -> list[PeerAddr]:
@@ -359,66 +284,30 @@ class DhtNode:
                 out.append(PeerAddr(str(info[4][0]), int(info[4][1])))
         return out
 
-    # -- the core's plumbing ---------------------------------------------------------
+    # -- the core's events ----------------------------------------------------------
 
-    def _datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        core = self._core
-        if core is None:
-            return
-        peer = PeerAddr(str(addr[0]), int(addr[1]))
-        self._process(
-            core.handle_datagram(data, peer, asyncio.get_running_loop().time())
-        )
+    def _on_event(self, event: Output) -> None:
+        match event:
+            case PeersFound(lookup_id=lid, peers=peers):
+                self._peers_arrived(lid, peers)
+            case LookupDone(lookup_id=lid):
+                self._finish(self._waiters, lid, event)
+            case AnnounceDone(lookup_id=lid):
+                self._finish(self._announces, lid, event)
+            case PeerAnnounced(info_hash=ih, peer=peer):
+                log.debug("dht: %s announced for %s", peer, ih.hex()[:8])
+            case QueryTimedOut(addr=addr, method=method):
+                log.debug("dht: %s to %s timed out", method, addr)
 
-    def _process(self, outputs: list[Output]) -> None:
-        transport = self._transport
-        for out in outputs:
-            match out:
-                case SendDatagram(addr=addr, payload=payload):
-                    if transport is not None and not transport.is_closing():
-                        transport.sendto(payload, (addr.host, addr.port))
-                case PeersFound(lookup_id=lid, peers=peers):
-                    waiter = self._waiters.get(lid)
-                    if waiter is not None:
-                        waiter.peers.extend(peers)
-                        if waiter.on_peers is not None:
-                            waiter.on_peers(list(peers))
-                case LookupDone(lookup_id=lid):
-                    waiter = self._waiters.get(lid)
-                    if waiter is not None and not waiter.done.done():
-                        waiter.done.set_result(out)
-                case AnnounceDone(lookup_id=lid):
-                    fut = self._announces.get(lid)
-                    if fut is not None and not fut.done():
-                        fut.set_result(out)
-                case PeerAnnounced(info_hash=ih, peer=peer):
-                    log.debug("dht: %s announced for %s", peer, ih.hex()[:8])
-                case QueryTimedOut(addr=addr, method=method):
-                    log.debug("dht: %s to %s timed out", method, addr)
+    def _after_outputs(self) -> None:
         if self._table_waiters and self._core is not None:
             size = len(self._core.routing_table)
             for n, waiting in self._table_waiters:
                 if size >= n and not waiting.done():
                     waiting.set_result(None)
-        deadline = self._core.next_deadline() if self._core is not None else None
-        if deadline is not None and (
-            self._sleep_until is None or deadline < self._sleep_until
-        ):
-            self._wake.set()
 
-    async def _run_timer(self) -> None:
-        loop = asyncio.get_running_loop()
-        core = self._running()
-        while True:
-            deadline = core.next_deadline()
-            self._sleep_until = deadline
-            self._wake.clear()
-            delay = None if deadline is None else max(0.0, deadline - loop.time())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._sleep_until = None
-            self._process(core.tick(loop.time()))
+    def _cancel_op(self, op_id: int) -> None:
+        self._running().cancel_lookup(op_id)
 
     # -- persistence -----------------------------------------------------------------
 
