@@ -454,11 +454,10 @@ class DhtCore:
     def _on_response(
         self, out: list[Output], r: Response, addr: PeerAddr, now: float
     ) -> None:
-        txn = self._txns.get_from(r.transaction_id, addr)
+        txn = self._txns.take_from(r.transaction_id, addr)
         if txn is None:
             self._counts["dropped_in"] += 1
             return
-        self._txns.close(r.transaction_id)
         self._counts["responses_in"] += 1
         id_ok = txn.expected_id is None or txn.expected_id == r.sender_id
         if id_ok:
@@ -488,11 +487,10 @@ class DhtCore:
     def _on_error(
         self, out: list[Output], e: ErrorMessage, addr: PeerAddr, now: float
     ) -> None:
-        txn = self._txns.get_from(e.transaction_id, addr)
+        txn = self._txns.take_from(e.transaction_id, addr)
         if txn is None:
             self._counts["dropped_in"] += 1
             return
-        self._txns.close(e.transaction_id)
         state = self._lookups.get(txn.owner)
         if state is None:
             return

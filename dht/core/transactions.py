@@ -83,6 +83,13 @@ class TransactionTable(Generic[TxnT]):
         txn = self.get(tid)
         return txn if txn is not None and txn.addr == addr else None
 
+    def take_from(self, tid: bytes, addr: PeerAddr) -> TxnT | None:
+        """Like :meth:`get_from`, and close the transaction when found."""
+        txn = self.get_from(tid, addr)
+        if txn is not None:
+            self.close(tid)
+        return txn
+
     def close(self, tid: bytes) -> None:
         """Forget ``tid``; its timers will be skipped."""
         self._pending.pop(tid, None)

@@ -169,11 +169,10 @@ class ChordCore(ChordMaintenance):
             case Response():
                 self._on_response(out, msg, addr, now)
             case ErrorMessage():
-                txn = self._txns.get_from(msg.transaction_id, addr)
+                txn = self._txns.take_from(msg.transaction_id, addr)
                 if txn is None:
                     self._counts["dropped_in"] += 1
                 else:
-                    self._end_txn(txn)
                     self._on_failure(out, txn, now, alive=True)
             case _:
                 if self._left:
