@@ -23,6 +23,7 @@ from tracker.config import TrackerConfig
 from tracker.core.addr import PeerAddr
 from tracker.core.registry import RegistryStats
 from tracker.core.udp import UdpTrackerStats
+from tracker.endpoint import AnnounceEndpoint
 from tracker.errors import TrackerError
 from tracker.udp_server import UdpTrackerServer
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 2.0  # seconds given to open requests when the tracker stops
 
 
-class TrackerServer:
+class TrackerServer(AnnounceEndpoint):
     """An HTTP tracker listening on ``cfg.host:cfg.port``, and a UDP one on
     ``cfg.host:cfg.udp_port`` when that is set; both share one registry.
 
@@ -42,6 +43,9 @@ class TrackerServer:
         async with TrackerServer(cfg) as server:
             print(server.url)
     """
+
+    SCHEME = "http"
+    NAME = "tracker server"
 
     def __init__(
         self,
@@ -53,7 +57,6 @@ class TrackerServer:
         self._cfg = cfg
         self._app = make_app(cfg, clock=clock, rng=rng)
         self._runner: web.AppRunner | None = None
-        self._address: PeerAddr | None = None
         self._udp: UdpTrackerServer | None = None
         if cfg.udp_port is not None:
             self._udp = UdpTrackerServer(
@@ -95,34 +98,27 @@ class TrackerServer:
             log.info("tracker on %s stopped", self._address)
 
     @property
-    def address(self) -> PeerAddr:
-        """The bound address (the real port when ``cfg.port`` was 0)."""
-        if self._address is None:
-            raise TrackerError("tracker server is not running")
-        return self._address
-
-    @property
-    def url(self) -> str:
-        """The announce URL, e.g. ``http://127.0.0.1:6969/announce``."""
-        return f"http://{self.address}/announce"
-
-    @property
     def udp_address(self) -> PeerAddr:
         """The bound UDP address (BEP 15).
 
         Raises:
             TrackerError: if the tracker is not running or serves no UDP.
         """
-        if self._udp is None:
-            raise TrackerError("tracker serves no UDP (udp_port is not set)")
-        return self._udp.address
+        return self._udp_server().address
 
     @property
     def udp_url(self) -> str:
-        """The UDP announce URL, e.g. ``udp://127.0.0.1:6969/announce``."""
+        """The UDP announce URL, e.g. ``udp://127.0.0.1:6969/announce``.
+
+        Raises:
+            TrackerError: if the tracker is not running or serves no UDP.
+        """
+        return self._udp_server().url
+
+    def _udp_server(self) -> UdpTrackerServer:
         if self._udp is None:
             raise TrackerError("tracker serves no UDP (udp_port is not set)")
-        return self._udp.url
+        return self._udp
 
     @property
     def app(self) -> web.Application:

@@ -19,6 +19,7 @@ from tracker.config import TrackerConfig
 from tracker.core.addr import PeerAddr, normalize_host
 from tracker.core.registry import SwarmRegistry
 from tracker.core.udp import UdpTracker, UdpTrackerStats
+from tracker.endpoint import AnnounceEndpoint
 from tracker.errors import TrackerError
 from tracker.memory import MemoryTrimmer
 
@@ -41,7 +42,7 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("udp tracker: socket error %s", exc)
 
 
-class UdpTrackerServer:
+class UdpTrackerServer(AnnounceEndpoint):
     """A BEP 15 tracker on ``cfg.host:cfg.udp_port``; use as ``async with``.
 
     Args:
@@ -50,6 +51,9 @@ class UdpTrackerServer:
         clock: seconds, monotonic (the HTTP app's clock).
         trimmer: gives memory back once peers expire (the HTTP app's).
     """
+
+    SCHEME = "udp"
+    NAME = "udp tracker"
 
     def __init__(
         self,
@@ -75,7 +79,6 @@ class UdpTrackerServer:
             trust_ip=cfg.trust_ip,
         )
         self._transport: asyncio.DatagramTransport | None = None
-        self._address: PeerAddr | None = None
 
     async def __aenter__(self) -> UdpTrackerServer:
         loop = asyncio.get_running_loop()
@@ -98,18 +101,6 @@ class UdpTrackerServer:
         if transport is not None:
             transport.close()
             log.info("udp tracker on %s stopped", self._address)
-
-    @property
-    def address(self) -> PeerAddr:
-        """The bound address (the real port when ``udp_port`` was 0)."""
-        if self._address is None:
-            raise TrackerError("udp tracker is not running")
-        return self._address
-
-    @property
-    def url(self) -> str:
-        """The announce URL, e.g. ``udp://127.0.0.1:6969/announce``."""
-        return f"udp://{self.address}/announce"
 
     def statistics(self) -> UdpTrackerStats:
         return self._core.statistics()
