@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import bencodepy
 
 from client.core import bencode_span
+from client.core.wire import Extended
 from client.errors import (
     LocalPeerProtocolError,
     MetainfoError,
@@ -45,6 +46,7 @@ __all__ = [
     "ExtensionState",
     "decode_ext_dict",
     "encode_ext_handshake",
+    "ext_handshake_message",
     "local_extension_name",
     "parse_ext_handshake",
 ]
@@ -160,6 +162,28 @@ def encode_ext_handshake(
         d[b"yourip"] = bytes(yourip)
     out: bytes = bencodepy.encode(d)  # sorts keys, as BEP 3 requires
     return out
+
+
+def ext_handshake_message(
+    *,
+    metadata_size: int | None,
+    listen_port: int | None,
+    yourip: bytes | None,
+    ut_pex: bool,
+) -> Extended:
+    """Our extension handshake as the peer wire's ``extended`` message with
+    id 0, ready to send; the arguments are :func:`encode_ext_handshake`'s.
+
+    Raises:
+        LocalPeerProtocolError: an argument is out of range.
+    """
+    payload = encode_ext_handshake(
+        metadata_size=metadata_size,
+        listen_port=listen_port,
+        yourip=yourip,
+        ut_pex=ut_pex,
+    )
+    return Extended(ext_id=EXT_HANDSHAKE_ID, payload=payload)
 
 
 def _opt_int(d: dict[bytes, object], key: bytes, lo: int, hi: int) -> int | None:
