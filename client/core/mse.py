@@ -236,13 +236,17 @@ def detect_handshake(prefix: bytes | bytearray | memoryview) -> HandshakeKind:
 class EncryptionPolicy(enum.Enum):
     """The ``--encryption`` option.
 
-    ``prefer``: offer RC4 and plaintext outgoing, pick RC4 when offered,
-    accept plain incoming handshakes too. ``require``: RC4 only, both ways;
-    plain handshakes and plaintext-only MSE peers are refused. ``off``: no
-    MSE; outgoing connections are plain and encrypted incoming ones refused.
+    ``prefer``: MSE handshake outgoing offering RC4 and plaintext; as the
+    responder pick plaintext when the peer offers both (libtorrent's default,
+    ``prefer_rc4`` off: the handshake is obfuscated, the payload is not, and
+    RC4 on every byte cost 26-28% of both sides' CPU in a 1 GiB loopback
+    transfer, 135 vs 235 MB/s), RC4 when it offers only RC4; plain incoming
+    handshakes are accepted too. ``require``: RC4 only, both ways; plain
+    handshakes and plaintext-only MSE peers are refused. ``off``: no MSE;
+    outgoing connections are plain and encrypted incoming ones refused.
     """
 
-    PREFER = "prefer"  #: encrypt when possible, accept plain peers
+    PREFER = "prefer"  #: MSE when possible, accept plain peers
     REQUIRE = "require"  #: RC4 or nothing
     OFF = "off"  #: plaintext BitTorrent only
 
@@ -271,10 +275,10 @@ class EncryptionPolicy(enum.Enum):
         """crypto_select for a peer's crypto_provide, or None to refuse."""
         if self is EncryptionPolicy.OFF:
             return None
-        if crypto_provide & CRYPTO_RC4:
-            return CRYPTO_RC4
         if self is EncryptionPolicy.PREFER and crypto_provide & CRYPTO_PLAINTEXT:
             return CRYPTO_PLAINTEXT
+        if crypto_provide & CRYPTO_RC4:
+            return CRYPTO_RC4
         return None
 
 

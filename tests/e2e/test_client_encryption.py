@@ -22,8 +22,11 @@ from tests.helpers.swarm import (
     ("seed_policy", "leech_policy", "crypto"),
     [
         ("require", "require", "rc4"),
-        ("prefer", "prefer", "rc4"),
+        # prefer offers both; the responder picks plaintext payload after an
+        # obfuscated handshake, as libtorrent does by default
+        ("prefer", "prefer", "plaintext"),
         ("require", "prefer", "rc4"),
+        ("prefer", "require", "rc4"),
         ("off", "prefer", ""),  # prefer falls back to a plain connection
         ("prefer", "off", ""),
     ],

@@ -40,7 +40,9 @@ def _key(rng: random.Random) -> int:
 
 
 def _prefer_rc4(provide: int) -> int | None:
-    return EncryptionPolicy.PREFER.select(provide)
+    if provide & CRYPTO_RC4:
+        return CRYPTO_RC4
+    return CRYPTO_PLAINTEXT if provide & CRYPTO_PLAINTEXT else None
 
 
 def _prefer_plain(provide: int) -> int | None:
@@ -363,7 +365,8 @@ def test_policies() -> None:
     assert prefer.crypto_provide == CRYPTO_RC4 | CRYPTO_PLAINTEXT
     assert require.crypto_provide == CRYPTO_RC4
     assert off.crypto_provide == 0
-    assert prefer.select(CRYPTO_RC4 | CRYPTO_PLAINTEXT) == CRYPTO_RC4
+    assert prefer.select(CRYPTO_RC4 | CRYPTO_PLAINTEXT) == CRYPTO_PLAINTEXT
+    assert prefer.select(CRYPTO_RC4) == CRYPTO_RC4
     assert prefer.select(CRYPTO_PLAINTEXT) == CRYPTO_PLAINTEXT
     assert require.select(CRYPTO_PLAINTEXT) is None
     assert require.select(CRYPTO_RC4 | CRYPTO_PLAINTEXT) == CRYPTO_RC4
