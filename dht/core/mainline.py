@@ -491,11 +491,16 @@ class DhtCore:
         if txn is None:
             self._counts["dropped_in"] += 1
             return
+        self._query_failed(out, txn, now)
+
+    def _query_failed(self, out: list[Output], txn: _Transaction, now: float) -> None:
+        """An error reply or a timeout: the lookup or announce that sent
+        ``txn`` (if any) counts it as failed."""
         state = self._lookups.get(txn.owner)
         if state is None:
             return
         if txn.purpose is _Purpose.LOOKUP:
-            state.lookup.on_failure(addr)
+            state.lookup.on_failure(txn.addr)
             self._advance(out, txn.owner, state, now)
         elif txn.purpose is _Purpose.ANNOUNCE:
             self._announce_answered(out, txn, state, acked=False)
@@ -519,13 +524,7 @@ class DhtCore:
         out.append(
             QueryTimedOut(addr=txn.addr, node_id=txn.expected_id, method=txn.method)
         )
-        if state is None:
-            return
-        if txn.purpose is _Purpose.LOOKUP:
-            state.lookup.on_failure(txn.addr)
-            self._advance(out, txn.owner, state, now)
-        elif txn.purpose is _Purpose.ANNOUNCE:
-            self._announce_answered(out, txn, state, acked=False)
+        self._query_failed(out, txn, now)
 
     # -- lookups --------------------------------------------------------------------
 
