@@ -421,7 +421,7 @@ class Engine:
             skeys=self._known_infohashes,
         )
         if len(self._pending) >= MAX_PENDING_INCOMING:
-            loop.call_soon(conn.abort, "too many pending connections")
+            conn.abort("too many pending connections")
         else:
             self._pending.add(conn)
             if self._tg is not None:

@@ -24,7 +24,7 @@ from client.core.extensions import (
     UT_METADATA_ID,
     UT_PEX_ID,
     ExtensionState,
-    encode_ext_handshake,
+    ext_handshake_message,
 )
 from client.core.metadata import (
     MetadataAssembler,
@@ -215,14 +215,11 @@ class MetadataFetcher:
             conn.close("no extension protocol: cannot fetch metadata")
             return
         conn.send(
-            wire.Extended(
-                ext_id=0,
-                payload=encode_ext_handshake(
-                    metadata_size=None,
-                    listen_port=self.listen_port or None,
-                    yourip=None,
-                    ut_pex=not self._private,
-                ),
+            ext_handshake_message(
+                metadata_size=None,
+                listen_port=self.listen_port or None,
+                yourip=None,
+                ut_pex=not self._private,
             )
         )
 

@@ -87,6 +87,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._writable.set()
         self._bug: BaseException | None = None
         self.close_reason = ""
+        self._refused = False
         now = clock()
         self.last_received = now
         self.last_sent = now
@@ -114,6 +115,9 @@ class PeerConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self._refused:
+            transport.abort()  # refused before the socket was handed to us
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -154,6 +158,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.close("internal error")
 
     def _dispatch(self, events: list[wire.WireEvent]) -> None:
+        unchecked = False
         for event in events:
             if self.transport is None or self.transport.is_closing():
                 break
@@ -161,8 +166,13 @@ class PeerConnection(asyncio.BufferedProtocol):
                 self.handshake = event
                 self.peer_id = event.peer_id
                 self.handler.on_handshake(self, event)
-            else:
-                self.handler.on_message(self, event)
+                # Messages read together with the handshake were parsed
+                # before the torrent (and its piece count) was known.
+                unchecked = True
+                continue
+            if unchecked and self.wire.num_pieces is not None:
+                wire.check_message(event, self.wire.num_pieces)
+            self.handler.on_message(self, event)
 
     # -- MSE/PE ------------------------------------------------------------------
     def start(self, handshake: bytes, skey: bytes) -> None:
@@ -283,6 +293,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.close_reason = self.close_reason or reason
         if self.transport is not None:
             self.transport.abort()
+        else:
+            self._refused = True  # connection_made will abort at once
 
     def mark_attached(self) -> None:
         """The handshake was accepted and a session owns this connection."""

@@ -36,7 +36,7 @@ from client.core.extensions import (
     UT_PEX,
     UT_PEX_ID,
     ExtensionState,
-    encode_ext_handshake,
+    ext_handshake_message,
 )
 from client.core.metadata import (
     MetadataRequest,
@@ -541,11 +541,7 @@ class TorrentSession:
 
     def accept(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> bool:
         """An incoming connection whose handshake named this torrent."""
-        if (
-            self._tg is None
-            or self._stopping
-            or len(self.peers) >= self.cfg.max_peers
-        ):
+        if self._tg is None or self._stopping or len(self.peers) >= self.cfg.max_peers:
             return False
         if hs.peer_id == self.peer_id or hs.peer_id in self._banned_ids:
             return False
@@ -572,14 +568,11 @@ class TorrentSession:
         hs = conn.handshake
         if hs is not None and hs.supports_extensions:
             conn.send(
-                wire.Extended(
-                    ext_id=0,
-                    payload=encode_ext_handshake(
-                        metadata_size=len(self.meta.info_bytes),
-                        listen_port=self.listen_port or None,
-                        yourip=_packed_ip(conn.addr),
-                        ut_pex=self._pex_enabled,
-                    ),
+                ext_handshake_message(
+                    metadata_size=len(self.meta.info_bytes),
+                    listen_port=self.listen_port or None,
+                    yourip=_packed_ip(conn.addr),
+                    ut_pex=self._pex_enabled,
                 )
             )
         if hs is not None and hs.supports_dht and self.dht_port:

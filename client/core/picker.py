@@ -645,9 +645,11 @@ class PiecePicker:
             mine.discard(req)
         requesters = state.requesters[b]
         received = bool(state.received >> b & 1)
-        if received or not requesters:
-            # a received block has no requesters and an unrequested one was
-            # never assigned to ``peer``: nothing changes hands
+        if received or peer not in requesters:
+            # a received block has no requesters, and a block this peer was
+            # not asked for is refused even if another peer was (else a
+            # hostile peer could slip garbage into an honest peer's piece
+            # and get the honest one struck for the hash failure; issue 8)
             self._drop_if_idle(index, state)
             return BlockOutcome(accepted=False, duplicate=received)
         state.nreq -= len(requesters)

@@ -218,22 +218,9 @@ async def test_bad_bitfield_closes_the_connection(
     await _expect_closed_while_honest_served(attack)(tmp_path)
 
 
-SAME_SEGMENT_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 8: messages that arrive in the same read as an incoming handshake "
-        "are parsed before the session calls wire.set_num_pieces, so their index "
-        "is never range-checked; session.on_message then raises IndexError "
-        "(Bitfield.__getitem__), which kills the TorrentSession's TaskGroup and "
-        "every honest peer with it (fix in client/peer.py _dispatch: re-check "
-        "the rest of the batch with wire.check_message after on_handshake)"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     "same_segment",
-    [False, pytest.param(True, marks=SAME_SEGMENT_XFAIL)],
+    [False, True],
     ids=["apart", "with_handshake"],
 )
 @pytest.mark.parametrize("index", [5, 0xFFFFFFFF])
@@ -359,17 +346,6 @@ async def test_slowloris_handshakes_time_out_and_do_not_lock_out_others(
                 await session.wait_complete()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 8: Engine._incoming closes connections past MAX_PENDING_INCOMING "
-        "with loop.call_soon(conn.abort) before connection_made has run, so "
-        "conn.transport is None and abort() does nothing: those connections "
-        "stay open forever with no handshake deadline (fd exhaustion). Fix: "
-        "PeerConnection.connection_made aborts at once when abort() was "
-        "already called (close_reason set)"
-    ),
-)
 async def test_connections_past_the_pending_cap_are_closed_at_once(
     tmp_path: Path,
 ) -> None:
@@ -568,7 +544,6 @@ async def test_metadata_peer_with_a_wrong_info_dict_is_dropped(tmp_path: Path) -
         assert (tmp_path / "m" / "data.bin").read_bytes() == s.data
 
 
-@SAME_SEGMENT_XFAIL
 @pytest.mark.parametrize("index", [5, 0xFFFFFFFF])
 async def test_outgoing_peer_sending_have_out_of_range_with_its_handshake(
     tmp_path: Path, index: int

@@ -485,7 +485,7 @@ class _ModelPicker:
         received, requesters, senders = self.partial[req.index]
         b = req.begin // B
         self.outstanding.get(peer, set()).discard(req)
-        if received[b] or not requesters[b]:
+        if received[b] or peer not in requesters[b]:
             requesters[b].discard(peer)
             if self.idle(req.index):
                 del self.partial[req.index]

@@ -13,17 +13,6 @@ from client.core.picker import PiecePicker
 from client.errors import RemotePeerProtocolError
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 8: PiecePicker.block_received accepts a block from a peer that "
-        "never requested it whenever another peer has it outstanding (it only "
-        "checks that the block has *some* requester), and cancels the honest "
-        "peer's request: a hostile peer can slip garbage into pieces honest "
-        "peers are sending, failing the hash and putting a strike on the "
-        "honest sender. Fix: 'if received or peer not in requesters:'"
-    ),
-)
 def test_issue_8_block_from_a_peer_that_did_not_request_it_is_refused() -> None:
     picker = PiecePicker(2, 32768, 65536, rng=random.Random(1))
     have = Bitfield(2)
