@@ -578,10 +578,9 @@ async def test_aligned_unrequested_blocks_drop_the_peer(
     tmp_path: Path,
 ) -> None:
     # Garbage at block-aligned offsets, some of them blocks the leecher is
-    # asking the honest seeder for. The hostile peer is dropped and the
-    # download completes. (Today such a block can still land and fail a
-    # piece's hash: see the strict xfail
-    # test_issue_8_block_from_a_peer_that_did_not_request_it_is_refused.)
+    # asking the honest seeder for: none of it lands (the picker takes a
+    # block only from a peer it asked), the hostile peer is dropped, and the
+    # download completes with no hash failure.
     async with swarm(tmp_path) as s:
 
         async def pusher(
@@ -614,4 +613,6 @@ async def test_aligned_unrequested_blocks_drop_the_peer(
             async with asyncio.timeout(15):
                 await hostile.closed_by_remote.wait()
             await finish_honest(s, session)
-            assert session.statistics().bans == 0  # the honest seeder kept
+            stats = session.statistics()
+            assert stats.hash_failures == 0
+            assert stats.bans == 0
