@@ -43,7 +43,7 @@ __all__ = ["Engine", "EngineConfig", "make_peer_id"]
 
 log = logging.getLogger(__name__)
 
-PEER_ID_PREFIX = b"-BS0100-"  # Azureus-style: client 'BS', version 0.1.0.0
+PEER_ID_PREFIX = b"-BS0100-"  # Azureus-style: client 'BS', version digits 0100
 # Routing-table entries after which torrents may start DHT lookups while the
 # bootstrap goes on (an iterative lookup finds the rest from a couple).
 DHT_READY_NODES = 2

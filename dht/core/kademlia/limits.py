@@ -16,6 +16,8 @@ from dht.core.compact import PeerAddr
 
 __all__ = ["SourceRateLimiter", "address_key", "is_exempt_address"]
 
+# BEP 42 exempts these ranges (private, link-local, loopback) from its rules:
+# they are network ranges we compare source addresses against, never targets.
 _EXEMPT_NETWORKS = tuple(
     ipaddress.ip_network(n)
     for n in (
