@@ -38,7 +38,7 @@ from client.core.metadata import (
 from client.core.mse import EncryptionPolicy
 from client.core.pex import parse_pex
 from client.errors import RemotePeerProtocolError
-from client.peer import PeerConnection
+from client.peer import PeerConnection, dial
 from dht import PeerAddr
 
 __all__ = ["MetadataFetcher"]
@@ -149,11 +149,19 @@ class MetadataFetcher:
 
     async def _dial(self, addr: PeerAddr, source: str) -> None:
         try:
-            conn = await self._connect(addr, source, self._encryption)
-            await self._serve(conn)
-            if conn.mse_failed and self._encryption is EncryptionPolicy.PREFER:
-                conn = await self._connect(addr, source, EncryptionPolicy.OFF)
-                await self._serve(conn)
+            await dial(
+                self,
+                addr,
+                source=source,
+                policy=self._encryption,
+                handshake=wire.encode_handshake(
+                    self.info_hash, self.peer_id, self._reserved
+                ),
+                skey=self.info_hash,
+                clock=self._loop.time,
+                connect_timeout_s=self._connect_timeout_s,
+                serve=self._serve,
+            )
         except (OSError, TimeoutError, RemotePeerProtocolError) as exc:
             log.debug("metadata: %s failed: %r", addr, exc)
         finally:
@@ -161,28 +169,6 @@ class MetadataFetcher:
             self._dialled.discard(addr)
             if addr not in self.own_addrs:
                 self._candidates.setdefault(addr, source)
-
-    async def _connect(
-        self, addr: PeerAddr, source: str, policy: EncryptionPolicy
-    ) -> PeerConnection:
-        async with asyncio.timeout(self._connect_timeout_s):
-            _, conn = await self._loop.create_connection(
-                lambda: PeerConnection(
-                    self,
-                    outgoing=True,
-                    clock=self._loop.time,
-                    source=source,
-                    encryption=policy,
-                ),
-                addr.host,
-                addr.port,
-            )
-        conn.addr = addr
-        conn.start(
-            wire.encode_handshake(self.info_hash, self.peer_id, self._reserved),
-            self.info_hash,
-        )
-        return conn
 
     def accept(self, conn: PeerConnection, hs: wire.HandshakeReceived) -> bool:
         """An incoming connection for this infohash while we fetch."""

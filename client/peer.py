@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from client.core import mse, wire
 from client.errors import RemotePeerProtocolError
 from dht import PeerAddr
 
-__all__ = ["MessageHandler", "PeerConnection"]
+__all__ = ["MessageHandler", "PeerConnection", "dial"]
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +320,51 @@ class PeerConnection(asyncio.BufferedProtocol):
 
 def _random_pad() -> bytes:
     return secrets.token_bytes(secrets.randbelow(MSE_MAX_PAD_BYTES + 1))
+
+
+async def dial(
+    handler: MessageHandler,
+    addr: PeerAddr,
+    *,
+    source: str,
+    policy: mse.EncryptionPolicy,
+    handshake: bytes,
+    skey: bytes,
+    clock: Callable[[], float],
+    connect_timeout_s: float,
+    serve: Callable[[PeerConnection], Awaitable[None]],
+    half_open: asyncio.Semaphore | None = None,
+) -> None:
+    """Connect to ``addr``, send our BEP 3 handshake (inside MSE when the
+    policy offers it) and ``serve`` the connection until it ends. Under
+    ``prefer``, a peer that broke off the MSE handshake is dialled once more
+    in plaintext: it may simply not speak MSE.
+
+    Raises:
+        OSError, TimeoutError: the connection could not be opened.
+    """
+    attempts = [policy]
+    if policy is mse.EncryptionPolicy.PREFER:
+        attempts.append(mse.EncryptionPolicy.OFF)
+    for attempt in attempts:
+        async with contextlib.AsyncExitStack() as stack:
+            if half_open is not None:
+                await stack.enter_async_context(half_open)
+            async with asyncio.timeout(connect_timeout_s):
+                _, conn = await asyncio.get_running_loop().create_connection(
+                    functools.partial(
+                        PeerConnection,
+                        handler,
+                        outgoing=True,
+                        clock=clock,
+                        source=source,
+                        encryption=attempt,
+                    ),
+                    addr.host,
+                    addr.port,
+                )
+        conn.addr = addr
+        conn.start(handshake, skey)
+        await serve(conn)
+        if not conn.mse_failed:
+            return

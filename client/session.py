@@ -50,7 +50,7 @@ from client.core.picker import BlockRequest, PiecePicker
 from client.core.pipeline import RequestPipeline
 from client.core.ratelimit import RateLimiter, TokenBucket
 from client.errors import RemotePeerProtocolError, StorageError
-from client.peer import PeerConnection
+from client.peer import PeerConnection, dial
 from client.storage import Storage
 from dht import PeerAddr
 
@@ -334,7 +334,8 @@ class TorrentSession:
         self._started = asyncio.Event()
         self._down_meter = _RateMeter()
         self._up_meter = _RateMeter()
-        self.downloaded_from: collections.Counter[str] = collections.Counter()
+        # payload bytes per peer id (hex only when a snapshot is taken)
+        self.downloaded_from: collections.Counter[bytes] = collections.Counter()
         self.peers_by_source: collections.Counter[str] = collections.Counter()
         self.resumed_pieces = 0
         self.hash_failures = 0
@@ -495,13 +496,20 @@ class TorrentSession:
 
     async def _dial(self, addr: PeerAddr, source: str) -> None:
         try:
-            policy = self.encryption
-            conn = await self._connect(addr, source, policy)
-            await self._run_peer(conn, handshake_pending=True)
-            if conn.mse_failed and policy is EncryptionPolicy.PREFER:
-                # The peer may not speak MSE: 'prefer' falls back to plain.
-                conn = await self._connect(addr, source, EncryptionPolicy.OFF)
-                await self._run_peer(conn, handshake_pending=True)
+            await dial(
+                self,
+                addr,
+                source=source,
+                policy=self.encryption,
+                handshake=wire.encode_handshake(
+                    self.info_hash, self.peer_id, self._reserved
+                ),
+                skey=self.info_hash,
+                clock=self._now,
+                connect_timeout_s=self.cfg.connect_timeout_s,
+                serve=lambda conn: self._run_peer(conn, handshake_pending=True),
+                half_open=self._half_open,
+            )
         except (OSError, TimeoutError) as exc:
             log.debug("%s: connect to %s failed: %r", self._tag, addr, exc)
         finally:
@@ -512,28 +520,6 @@ class TorrentSession:
             # back; a seeder still checking its data accepts us later).
             if addr not in self._banned_addrs and addr not in self._own_addrs:
                 self._candidates.setdefault(addr, source)
-
-    async def _connect(
-        self, addr: PeerAddr, source: str, policy: EncryptionPolicy
-    ) -> PeerConnection:
-        async with self._half_open, asyncio.timeout(self.cfg.connect_timeout_s):
-            _, conn = await self._loop.create_connection(
-                lambda: PeerConnection(
-                    self,
-                    outgoing=True,
-                    clock=self._now,
-                    source=source,
-                    encryption=policy,
-                ),
-                addr.host,
-                addr.port,
-            )
-        conn.addr = addr
-        conn.start(
-            wire.encode_handshake(self.info_hash, self.peer_id, self._reserved),
-            self.info_hash,
-        )
-        return conn
 
     @property
     def _tag(self) -> str:
@@ -766,7 +752,7 @@ class TorrentSession:
         state.pipeline.record_block(length, now)
         state.down.add(length, now)
         self._down_meter.add(length, now)
-        self.downloaded_from[conn.peer_id.hex()] += length
+        self.downloaded_from[conn.peer_id] += length
         for other, req in outcome.cancels:
             if isinstance(other, PeerConnection):
                 other.send(
@@ -1036,7 +1022,7 @@ class TorrentSession:
             seeds=sum(1 for s in self.peers.values() if s.bitfield.all()),
             eta_s=eta,
             piece_map=self.picker.have_bitfield().to_string(),
-            downloaded_from=dict(self.downloaded_from),
+            downloaded_from={k.hex(): n for k, n in self.downloaded_from.items()},
             peers_by_source=dict(self.peers_by_source),
             bans=self.bans,
             hash_failures=self.hash_failures,
