@@ -186,7 +186,7 @@ def test_chord_join_hands_keys_to_the_new_owner() -> None:
     sim.stabilize()
     # keys 35, 40, 45 belong to 50 until 42 joins: then 35 and 40 move to 42
     for k in (35, 40, 45):
-        sim.cores[50].store_local(k.to_bytes(20, "big"), PeerAddr("10.9.9.9", k), 0.0)
+        sim.cores[50].store_local(k.to_bytes(20, "big"), PeerAddr("192.0.2.9", k), 0.0)
     sim.join(42, via=10)
     sim.stabilize()
     assert sim.net.run_until(lambda: len(sim.cores[42].store) == 2, 10)
@@ -203,7 +203,7 @@ def test_chord_join_hands_keys_to_the_new_owner() -> None:
         for e in sim.net.events[core.me.addr]
         if isinstance(e, ChordPeersFound) and e.op_id == op
     ]
-    assert found[0].peers == (PeerAddr("10.9.9.9", 40),)
+    assert found[0].peers == (PeerAddr("192.0.2.9", 40),)
 
 
 def test_chord_graceful_leave_hands_keys_to_successor_and_ring_heals() -> None:
@@ -212,7 +212,7 @@ def test_chord_graceful_leave_hands_keys_to_successor_and_ring_heals() -> None:
     for p in (20, 30, 40, 50):
         sim.join(p, via=10)
     sim.stabilize()
-    sim.cores[30].store_local((25).to_bytes(20, "big"), PeerAddr("10.9.9.9", 1), 0.0)
+    sim.cores[30].store_local((25).to_bytes(20, "big"), PeerAddr("192.0.2.9", 1), 0.0)
     leaver = sim.cores[30]
     op, outs = leaver.start_leave(sim.net.now)
     sim.net.feed(leaver.me.addr, outs)
