@@ -174,7 +174,6 @@ class _PeerState:
         self.peer_interested = False
         self.pipeline = RequestPipeline(snub_timeout_s=cfg.snub_timeout_s)
         self.up = _RateMeter()
-        self.down = _RateMeter()
         self.requests: collections.deque[wire.Request] = collections.deque()
         self.wake_requester = asyncio.Event()
         self.wake_uploader = asyncio.Event()
@@ -750,7 +749,6 @@ class TorrentSession:
         if not msg.in_place:
             buf[msg.begin : msg.begin + length] = msg.block
         state.pipeline.record_block(length, now)
-        state.down.add(length, now)
         self._down_meter.add(length, now)
         self.downloaded_from[conn.peer_id] += length
         for other, req in outcome.cancels:
@@ -936,7 +934,7 @@ class TorrentSession:
             ChokeCandidate(
                 peer=conn,
                 interested=state.peer_interested,
-                download_rate=state.down.rate(now),
+                download_rate=state.pipeline.rate(now),
                 upload_rate=state.up.rate(now),
                 snubbed=state.pipeline.snubbed,
                 connected_at=conn.connected_at,
@@ -1035,9 +1033,9 @@ class TorrentSession:
                 addr=str(conn.addr),
                 peer_id=conn.peer_id.hex(),
                 source=conn.source,
-                download_rate=state.down.rate(now),
+                download_rate=state.pipeline.rate(now),
                 upload_rate=state.up.rate(now),
-                downloaded=state.down.total,
+                downloaded=state.pipeline.total_bytes,
                 uploaded=state.up.total,
                 choked=state.am_choking,
                 interested=state.peer_interested,
