@@ -45,6 +45,7 @@ from client.core.metadata import (
 )
 from client.core.metainfo import Metainfo
 from client.core.mse import EncryptionPolicy
+from client.core.peerpool import PeerPool
 from client.core.pex import PexState, parse_pex
 from client.core.picker import BlockRequest, PiecePicker
 from client.core.pipeline import RequestPipeline
@@ -69,6 +70,9 @@ VERIFY_CONCURRENCY = 2
 # memory held in piece buffers when the disk or the hashing threads fall
 # behind the network (each waiting piece holds piece_length bytes).
 VERIFY_BACKLOG_PIECES = 8
+# Addresses handed to dial tasks per connector round; how many connect at
+# once is bounded by SessionConfig.max_half_open.
+MAX_DIALS_PER_ROUND = 200
 # The request pipeline is topped up once a 1/REFILL_FRACTION of it is free.
 REFILL_FRACTION = 4
 # A peer that sends this many blocks we never asked for is dropped.
@@ -315,18 +319,8 @@ class TorrentSession:
         self._verify_caught_up = asyncio.Event()
         self._verify_caught_up.set()
         self._half_open = asyncio.Semaphore(config.max_half_open)
-        self._candidates: collections.OrderedDict[PeerAddr, str] = (
-            collections.OrderedDict()
-        )
-        self._tried: dict[PeerAddr, float] = {}
-        # Listen addresses of peers seen to have every piece: not dialled
-        # again once we are complete too.
-        self._seed_addrs: set[PeerAddr] = set()
-        self._fails: dict[PeerAddr, int] = {}
-        self._connected_addrs: set[PeerAddr] = set()
+        self._pool = PeerPool(retry_s=config.retry_peer_after_s)
         self._banned_ids: set[bytes] = set()
-        self._banned_addrs: set[PeerAddr] = set()
-        self._own_addrs: set[PeerAddr] = set()
         self._wake_connector = asyncio.Event()
         self._complete = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -374,7 +368,7 @@ class TorrentSession:
 
     def add_own_address(self, addr: PeerAddr) -> None:
         """An address that reaches us; never dialled."""
-        self._own_addrs.add(addr)
+        self._pool.own(addr)
 
     async def run(self) -> None:
         """Check existing data, then trade with peers until cancelled (or,
@@ -453,13 +447,7 @@ class TorrentSession:
     # -- peers from discovery --------------------------------------------------
     def add_peers(self, addrs: list[PeerAddr], source: str) -> None:
         """Candidates from any source (tracker, DHT, PEX, the command line)."""
-        added = 0
-        for addr in addrs:
-            if addr in self._own_addrs or addr in self._banned_addrs:
-                continue
-            if addr not in self._candidates and addr not in self._connected_addrs:
-                self._candidates[addr] = source
-                added += 1
+        added = self._pool.add(addrs, source)
         if added:
             self._emit("peers_found", source=source, count=added)
             self._wake_connector.set()
@@ -469,29 +457,15 @@ class TorrentSession:
             await self._wake_connector.wait()
             self._wake_connector.clear()
             assert self._tg is not None
-            now = self._now()
-            for addr in list(self._candidates):
-                if len(self.peers) >= self.cfg.max_peers:
-                    break
-                if self.is_complete and not self.cfg.seed_after_complete:
-                    break
-                last = self._tried.get(addr)
-                fails = self._fails.get(addr, 0)
-                # Exponential backoff per address: a peer that refuses or
-                # vanishes is retried, ever more rarely (capped at 2^8 x).
-                delay = self.cfg.retry_peer_after_s * (1 << min(fails, 8))
-                if last is not None and now - last < delay:
-                    continue
-                if addr in self._connected_addrs:
-                    continue
-                if self.is_complete and addr in self._seed_addrs:
-                    del self._candidates[addr]  # two seeds have nothing to trade
-                    continue
-                source = self._candidates.pop(addr)
-                log.debug("%s: dialling %s (%s)", self._tag, addr, source)
-                self._tried[addr] = now
-                self._connected_addrs.add(addr)
-                self._tg.create_task(self._dial(addr, source))
+            if len(self.peers) >= self.cfg.max_peers or (
+                self.is_complete and not self.cfg.seed_after_complete
+            ):
+                continue
+            for d in self._pool.to_dial(
+                self._now(), MAX_DIALS_PER_ROUND, complete=self.is_complete
+            ):
+                log.debug("%s: dialling %s (%s)", self._tag, d.addr, d.source)
+                self._tg.create_task(self._dial(d.addr, d.source))
 
     async def _dial(self, addr: PeerAddr, source: str) -> None:
         try:
@@ -512,13 +486,7 @@ class TorrentSession:
         except (OSError, TimeoutError) as exc:
             log.debug("%s: connect to %s failed: %r", self._tag, addr, exc)
         finally:
-            self._connected_addrs.discard(addr)
-            self._tried[addr] = self._now()
-            self._fails[addr] = self._fails.get(addr, 0) + 1
-            # Keep it as a candidate to retry later (a restarted peer comes
-            # back; a seeder still checking its data accepts us later).
-            if addr not in self._banned_addrs and addr not in self._own_addrs:
-                self._candidates.setdefault(addr, source)
+            self._pool.dial_ended(addr, source, self._now())
 
     @property
     def _tag(self) -> str:
@@ -545,7 +513,7 @@ class TorrentSession:
         conn.wire.set_block_sink(lambda i, b, n: self._block_sink(state, i, b, n))
         self.peers_by_source[conn.source] += 1
         if conn.outgoing and conn.addr is not None:
-            self._fails[conn.addr] = 0
+            self._pool.attached(conn.addr)
         conn.mark_attached()
         have = self.picker.have_bitfield()
         if have.any():
@@ -576,7 +544,7 @@ class TorrentSession:
             conn.close("handshake for another torrent")
         elif hs.peer_id == self.peer_id:
             if conn.addr is not None:
-                self._own_addrs.add(conn.addr)
+                self._pool.own(conn.addr)
             conn.close("connected to ourselves")
         elif hs.peer_id in self._banned_ids:
             conn.close("banned peer")
@@ -616,7 +584,7 @@ class TorrentSession:
             return
         self.picker.peer_gone(conn, state.bitfield)
         if state.bitfield.all() and state.listen_addr is not None:
-            self._seed_addrs.add(state.listen_addr)
+            self._pool.seed(state.listen_addr)
         self._emit("peer_disconnected", addr=str(conn.addr), reason=conn.close_reason)
         self._wake_all_requesters()
         self._wake_connector.set()
@@ -815,8 +783,7 @@ class TorrentSession:
             self.bans += 1
             self._banned_ids.add(conn.peer_id)
             if conn.addr is not None:
-                self._banned_addrs.add(conn.addr)
-                self._candidates.pop(conn.addr, None)
+                self._pool.ban(conn.addr)
             self._emit("peer_banned", addr=str(conn.addr), reason="sent corrupt data")
             log.info(
                 "%s: banned %s: sent data that failed the hash", self._tag, conn.addr
@@ -971,7 +938,7 @@ class TorrentSession:
             self._send_pex(now)
             if self.choker.due(now):
                 self._rechoke(now)
-            if self._candidates:
+            if self._pool:
                 self._wake_connector.set()
 
     def _send_pex(self, now: float) -> None:

@@ -117,7 +117,7 @@ async def test_never_connects_to_itself_and_caps_peers(tmp_path: Path) -> None:
                 meta, tmp_path / "b", config=fast_session(), peers=[seed_engine.address]
             )
             await wait_for(
-                lambda: bool(second._fails.get(seed_engine.address)), timeout_s=10
+                lambda: second._pool.failures(seed_engine.address) > 0, timeout_s=10
             )
             assert not first.is_complete
             assert len(seeder.peers) == 1
