@@ -119,6 +119,7 @@ class Engine:
         self._server: asyncio.Server | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._pending: set[PeerConnection] = set()
+        self._stopping = False
         self.address = PeerAddr("127.0.0.1", 0)
         self.global_up: TokenBucket | None = None
         self.global_down: TokenBucket | None = None
@@ -218,6 +219,7 @@ class Engine:
     ) -> None:
         assert self._tg is not None
         assert self._server is not None
+        self._stopping = True
         self._server.close()
         for conn in list(self._pending):
             conn.abort("engine stopped")
@@ -234,6 +236,10 @@ class Engine:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1):
                     await self._server.wait_closed()
+            # A socket accepted just before the listener closed reaches
+            # _incoming late (asyncio hands it over in a task of its own).
+            for conn in list(self._pending):
+                conn.abort("engine stopped")
 
     # -- torrents --------------------------------------------------------------
     def add_torrent(
@@ -420,12 +426,13 @@ class Engine:
             encryption=self.encryption,
             skeys=self._known_infohashes,
         )
-        if len(self._pending) >= MAX_PENDING_INCOMING:
+        if self._stopping or self._tg is None:
+            conn.abort("engine stopped")
+        elif len(self._pending) >= MAX_PENDING_INCOMING:
             conn.abort("too many pending connections")
         else:
             self._pending.add(conn)
-            if self._tg is not None:
-                self._tg.create_task(self._handshake_deadline(conn))
+            self._tg.create_task(self._handshake_deadline(conn))
         return conn
 
     async def _handshake_deadline(self, conn: PeerConnection) -> None:
