@@ -23,8 +23,18 @@ when it shrinks to a quarter, because dicts never shrink by themselves.
 
 A record is ``peer_id`` (20 bytes, first, so ``bytearray.find`` locates a
 peer; a hit not on a record boundary is skipped), the packed IP (16 bytes;
-IPv4 in the first 4), the port, a flags byte and the last-seen time as a
-double: :data:`RECORD_BYTES` bytes.
+IPv4 as an IPv4-mapped IPv6 address, in the last 4), the port, a flags byte
+and the last-seen time as a double: :data:`RECORD_BYTES` bytes. The IP is
+followed by the port, so a peer's compact form (BEP 23: 6 bytes for IPv4, 18
+for IPv6) is one slice of its record, and :meth:`SwarmRegistry.announce_compact`
+builds a reply straight from the records without an object per peer.
+
+Sampling (issue 7): a peer sample of k from n other peers is systematic
+(as opentracker's): one random start, then every n/k-th record in
+last-seen order, wrapping, so every peer has the same chance k/n of being
+handed out and the sample spreads over old and new peers; it costs one
+random number instead of one per pick. A swarm no bigger than the sample
+wanted is handed out whole, without drawing anything.
 
 Deliberately left out: per-swarm peer caps and preferring leechers for
 seeders; a seeder gets a random sample of everyone like a leecher does.
@@ -48,10 +58,12 @@ __all__ = [
     "MIN_SWARM_BYTES",
     "RECORD_BYTES",
     "AnnounceResult",
+    "CompactPeers",
     "PeerEntry",
     "RegistryStats",
     "SwarmCounts",
     "SwarmRegistry",
+    "pack_ip",
 ]
 
 MAX_TORRENTS = 100_000  # swarms tracked at once; a new one past this is refused
@@ -66,37 +78,54 @@ _SEEN = struct.Struct(">d")
 _SEEN_AT = RECORD_BYTES - _SEEN.size  # offset of last seen in a record
 _FLAG_IPV6 = 1
 _FLAG_SEEDER = 2
+_V4_MAPPED = bytes(10) + b"\xff\xff"  # prefix of an IPv4 address in a record
+_V4_AT = _ADDR_AT + 12  # offset of an IPv4 address (its compact form) in a record
+_V6_AT = _ADDR_AT  # offset of an IPv6 address (its compact form)
+_OWN_ADDR_BYTES = 18  # IP and port: what "the same address" compares
+_FLAGS_AT = _ADDR_AT + 18
 # A swarm's buffer never gets shorter than this (bytes): CPython serves
 # requests of at most 512 bytes from its object arenas, longer ones from the
 # C allocator, which can hand freed memory back to the system.
 MIN_SWARM_BYTES = 12 * RECORD_BYTES  # 576
 _PAD = bytes(RECORD_BYTES)
-SAMPLE_SLACK = 4  # extra picks drawn from a big swarm, to skip the asker
 
 
-def _pack_addr(addr: PeerAddr, seeder: bool) -> bytes:
-    packed = ipaddress.ip_address(addr.host).packed
-    flags = (_FLAG_IPV6 if len(packed) == 16 else 0) | (_FLAG_SEEDER if seeder else 0)
-    return _ADDR.pack(packed, addr.port, flags)
+def pack_ip(host: str) -> bytes:
+    """The packed form of an IP literal: 4 bytes for IPv4, 16 for IPv6.
+
+    Raises:
+        ValueError: if ``host`` is not an IP literal.
+    """
+    return ipaddress.ip_address(host).packed
+
+
+def _pack_addr(ip: bytes, port: int, seeder: bool) -> bytes:
+    """The address part of a record; ``ip`` is 4 or 16 packed bytes."""
+    if len(ip) == 4:
+        return _ADDR.pack(_V4_MAPPED + ip, port, _FLAG_SEEDER if seeder else 0)
+    if len(ip) != 16:
+        raise AnnounceRequestError(f"a packed IP is {len(ip)} bytes, not 4 or 16")
+    return _ADDR.pack(ip, port, _FLAG_IPV6 | (_FLAG_SEEDER if seeder else 0))
 
 
 def _unpack_addr(buf: bytearray, offset: int) -> PeerAddr:
     ip, port, flags = _ADDR.unpack_from(buf, offset + _ADDR_AT)
     if flags & _FLAG_IPV6:
         return PeerAddr(str(ipaddress.IPv6Address(ip)), port)
-    return PeerAddr(f"{ip[0]}.{ip[1]}.{ip[2]}.{ip[3]}", port)
+    return PeerAddr(f"{ip[12]}.{ip[13]}.{ip[14]}.{ip[15]}", port)
 
 
 class _Swarm:
     """One swarm's peers, packed: records ``[0, count)`` of ``buf`` in
     last-seen order, zero padding after them up to :data:`MIN_SWARM_BYTES`."""
 
-    __slots__ = ("buf", "count", "downloaded", "seeders")
+    __slots__ = ("buf", "count", "downloaded", "seeders", "v6")
 
     def __init__(self) -> None:
         self.buf = bytearray(MIN_SWARM_BYTES)
         self.count = 0
         self.seeders = 0
+        self.v6 = 0  # IPv6 peers among them
         self.downloaded = 0
 
     def find(self, peer_id: bytes) -> int:
@@ -108,15 +137,21 @@ class _Swarm:
         return pos // RECORD_BYTES if pos >= 0 else -1
 
     def is_seeder(self, index: int) -> bool:
-        return bool(self.buf[index * RECORD_BYTES + _ADDR_AT + 18] & _FLAG_SEEDER)
+        return bool(self.buf[index * RECORD_BYTES + _FLAGS_AT] & _FLAG_SEEDER)
+
+    def _forget_flags(self, index: int) -> None:
+        flags = self.buf[index * RECORD_BYTES + _FLAGS_AT]
+        if flags & _FLAG_SEEDER:
+            self.seeders -= 1
+        if flags & _FLAG_IPV6:
+            self.v6 -= 1
 
     def last_seen(self, index: int) -> float:
         seen: float = _SEEN.unpack_from(self.buf, index * RECORD_BYTES + _SEEN_AT)[0]
         return seen
 
     def remove_at(self, index: int) -> None:
-        if self.is_seeder(index):
-            self.seeders -= 1
+        self._forget_flags(index)
         start = index * RECORD_BYTES
         del self.buf[start : start + RECORD_BYTES]
         self.count -= 1
@@ -134,13 +169,14 @@ class _Swarm:
         self.count += 1
         if addr[-1] & _FLAG_SEEDER:
             self.seeders += 1
+        if addr[-1] & _FLAG_IPV6:
+            self.v6 += 1
 
     def expire(self, deadline: float) -> int:
         """Drop the peers last seen before ``deadline``; returns how many."""
         gone = 0
         while gone < self.count and self.last_seen(gone) < deadline:
-            if self.is_seeder(gone):
-                self.seeders -= 1
+            self._forget_flags(gone)
             gone += 1
         if gone:
             del self.buf[: gone * RECORD_BYTES]
@@ -187,6 +223,18 @@ class AnnounceResult:
     """What an announce returns: a peer sample and the swarm's counts."""
 
     peers: tuple[PeerEntry, ...]
+    complete: int
+    incomplete: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompactPeers:
+    """What :meth:`SwarmRegistry.announce_compact` returns: the sampled
+    peers' compact forms (``peers`` IPv4, 6 bytes each; ``peers6`` IPv6, 18
+    bytes each) and the swarm's counts."""
+
+    peers: bytes
+    peers6: bytes
     complete: int
     incomplete: int
 
@@ -244,66 +292,153 @@ class SwarmRegistry:
         Raises:
             AnnounceRequestError: if this would start a swarm past the cap.
         """
-        self._sweep(now)
-        swarm = self._swarms.get(request.info_hash)
+        try:
+            ip = pack_ip(addr.host)
+        except ValueError:
+            raise AnnounceRequestError(f"{addr.host!r} is not an IP address") from None
+        swarm, complete, incomplete = self._record(request, ip, addr.port, now)
         if swarm is None:
-            if request.event is Event.STOPPED:
-                return AnnounceResult(peers=(), complete=0, incomplete=0)
+            return AnnounceResult(peers=(), complete=complete, incomplete=incomplete)
+        picks = self._sample(swarm, request.numwant)
+        return AnnounceResult(
+            peers=tuple(swarm.entry(i) for i in picks),
+            complete=complete,
+            incomplete=incomplete,
+        )
+
+    def announce_compact(
+        self, request: AnnounceRequest, ip: bytes, port: int, now: float
+    ) -> CompactPeers:
+        """:meth:`announce` for a peer at the packed ``ip`` (4 or 16 bytes)
+        and ``port``, answered with the peers' compact forms (BEP 23, BEP 7),
+        built straight from the records: what the HTTP and UDP hot paths use.
+
+        Raises:
+            AnnounceRequestError: if this would start a swarm past the cap,
+                or ``ip`` is not 4 or 16 bytes.
+        """
+        swarm, complete, incomplete = self._record(request, ip, port, now)
+        if swarm is None:
+            return CompactPeers(
+                peers=b"", peers6=b"", complete=complete, incomplete=incomplete
+            )
+        buf = swarm.buf
+        if not swarm.v6:  # the common case: one slice per peer, no index list
+            peers = self._sample_v4(swarm, request.numwant)
+            if peers is not None:
+                return CompactPeers(
+                    peers=peers, peers6=b"", complete=complete, incomplete=incomplete
+                )
+        v4: list[bytearray] = []
+        v6: list[bytearray] = []
+        for i in self._sample(swarm, request.numwant):
+            start = i * RECORD_BYTES
+            if buf[start + _FLAGS_AT] & _FLAG_IPV6:
+                v6.append(buf[start + _V6_AT : start + _V6_AT + 18])
+            else:
+                v4.append(buf[start + _V4_AT : start + _V4_AT + 6])
+        return CompactPeers(
+            peers=b"".join(v4),
+            peers6=b"".join(v6),
+            complete=complete,
+            incomplete=incomplete,
+        )
+
+    def _record(
+        self, request: AnnounceRequest, ip: bytes, port: int, now: float
+    ) -> tuple[_Swarm | None, int, int]:
+        """Apply an announce: the swarm to sample from (None for a
+        ``stopped`` one, which gets no peers) with its seeders and leechers.
+        The asker's record, if kept, is the swarm's last."""
+        packed = _pack_addr(ip, port, seeder=request.left == 0)
+        self._sweep(now)
+        info_hash = request.info_hash
+        swarm = self._swarms.get(info_hash)
+        stopped = request.event is Event.STOPPED
+        if swarm is None:
+            if stopped:
+                return None, 0, 0
             if len(self._swarms) >= self._max_torrents:
                 raise AnnounceRequestError(
                     f"tracker already tracks {len(self._swarms)} torrents, its cap"
                 )
-            swarm = self._swarms[request.info_hash] = _Swarm()
-            self._swarms_peak = max(self._swarms_peak, len(self._swarms))
-        self._peers -= swarm.expire(now - self._peer_timeout_s)
+            swarm = self._swarms[info_hash] = _Swarm()
+            if len(self._swarms) > self._swarms_peak:
+                self._swarms_peak = len(self._swarms)
+        elif swarm.count and swarm.last_seen(0) < now - self._peer_timeout_s:
+            self._peers -= swarm.expire(now - self._peer_timeout_s)
         self._announces += 1
 
         index = swarm.find(request.peer_id)
-        was_seeder = index >= 0 and swarm.is_seeder(index)
+        was_seeder = False
         if index >= 0:
+            was_seeder = swarm.is_seeder(index)
             swarm.remove_at(index)
             self._peers -= 1
-        if request.event is Event.STOPPED:
-            counts = swarm.counts()
+        if stopped:
+            complete, incomplete = swarm.seeders, swarm.count - swarm.seeders
             if not swarm.count:
-                self._forget(request.info_hash)
-            return AnnounceResult(
-                peers=(), complete=counts.complete, incomplete=counts.incomplete
-            )
+                self._forget(info_hash)
+            return None, complete, incomplete
 
-        packed = _pack_addr(addr, seeder=request.left == 0)
         swarm.append(request.peer_id, packed, now)  # last: keeps last-seen order
         self._peers += 1
         if request.event is Event.COMPLETED and not was_seeder:
             swarm.downloaded += 1
-        counts = swarm.counts()
-        return AnnounceResult(
-            peers=self._sample(swarm, request.numwant, packed[:-1]),
-            complete=counts.complete,
-            incomplete=counts.incomplete,
-        )
+        return swarm, swarm.seeders, swarm.count - swarm.seeders
 
-    def _sample(
-        self, swarm: _Swarm, numwant: int, own_addr: bytes
-    ) -> tuple[PeerEntry, ...]:
-        """Up to ``numwant`` random peers of ``swarm`` other than the asker
-        (its record is the last one) and other than its address."""
+    def _sample_v4(self, swarm: _Swarm, numwant: int) -> bytes | None:
+        """:meth:`_sample` of an IPv4-only swarm as its compact peer string,
+        or None when someone else shares the asker's address (then
+        :meth:`_sample` sorts it out)."""
         others = swarm.count - 1
         if numwant <= 0 or others <= 0:
-            return ()
+            return b""
         buf = swarm.buf
+        mine = others * RECORD_BYTES + _V4_AT
+        own = buf[mine : mine + 6]
+        if others <= numwant:
+            picks: range | list[int] = range(others)
+        else:
+            picks = self._pick(others, numwant)
+        entries = [
+            buf[at : at + 6] for at in [i * RECORD_BYTES + _V4_AT for i in picks]
+        ]
+        if own in entries:
+            return None
+        return b"".join(entries)
+
+    def _sample(self, swarm: _Swarm, numwant: int) -> list[int]:
+        """Record indices of up to ``numwant`` random peers of ``swarm`` other
+        than the asker (its record is the last one) and other than its
+        address (IP and port)."""
+        others = swarm.count - 1
+        if numwant <= 0 or others <= 0:
+            return []
+        buf = swarm.buf
+        mine = others * RECORD_BYTES + _ADDR_AT
+        own = buf[mine : mine + _OWN_ADDR_BYTES]
 
         def usable(i: int) -> bool:
             at = i * RECORD_BYTES + _ADDR_AT
-            return buf[at : at + len(own_addr)] != own_addr
+            return buf[at : at + _OWN_ADDR_BYTES] != own
 
-        if others <= numwant + SAMPLE_SLACK:
-            picks = [i for i in range(others) if usable(i)]
-            picks = self._rng.sample(picks, min(numwant, len(picks)))
-        else:  # O(numwant), not O(swarm): a rare same-address peer may cost one
-            drawn = self._rng.sample(range(others), numwant + SAMPLE_SLACK)
-            picks = [i for i in drawn if usable(i)][:numwant]
-        return tuple(swarm.entry(i) for i in picks)
+        picks = (
+            list(range(others)) if others <= numwant else self._pick(others, numwant)
+        )
+        if all(usable(i) for i in picks):  # the common case: nobody shares it
+            return picks
+        picks = [i for i in range(others) if usable(i)]
+        if len(picks) <= numwant:
+            return picks
+        return [picks[i] for i in self._pick(len(picks), numwant)]
+
+    def _pick(self, n: int, k: int) -> list[int]:
+        """``k`` distinct indices below ``n`` (``0 < k < n``), ascending: a
+        systematic sample with a random start, so every index is picked
+        with the same chance k/n, from one random number."""
+        start = self._rng.randrange(n * k)
+        return sorted([(start + j * n) // k % n for j in range(k)])
 
     def scrape(
         self, info_hashes: Sequence[InfoHash], now: float
