@@ -1,10 +1,14 @@
-"""The tracker as a service: an async context manager around the aiohttp app
-and, when ``cfg.udp_port`` is set, the UDP endpoint (BEP 15) on the same
-swarm registry.
+"""The tracker as a service: an async context manager around the HTTP
+tracker and, when ``cfg.udp_port`` is set, the UDP endpoint (BEP 15) on the
+same swarm registry.
 
-It runs ``AppRunner`` + ``TCPSite`` rather than ``web.run_app`` (which owns
-the event loop), binds on enter so port 0 works and bind errors reach the
-caller, and stops on exit.
+HTTP is served by the lean server of :mod:`tracker.http` (issue 7: several
+times aiohttp's throughput). The aiohttp application (``server.app``) is
+still built, shares the same :class:`TrackerService`, and is what gets
+served instead when it has been customised before the start (a response
+hook or a middleware, as the interop tests' request log adds): those hooks
+only exist in aiohttp. It binds on enter so port 0 works and bind errors
+reach the caller, and stops on exit.
 """
 
 from __future__ import annotations
@@ -18,13 +22,21 @@ from types import TracebackType
 
 from aiohttp import web
 
-from tracker.app import CLOCK_KEY, REGISTRY_KEY, TRIMMER_KEY, Clock, make_app
+from tracker.app import (
+    CLOCK_KEY,
+    REGISTRY_KEY,
+    SERVICE_KEY,
+    TRIMMER_KEY,
+    Clock,
+    make_app,
+)
 from tracker.config import TrackerConfig
 from tracker.core.addr import PeerAddr
 from tracker.core.registry import RegistryStats
 from tracker.core.udp import UdpTrackerStats
 from tracker.endpoint import AnnounceEndpoint
 from tracker.errors import TrackerError
+from tracker.http import HttpTrackerServer
 from tracker.udp_server import UdpTrackerServer
 
 __all__ = ["TrackerServer", "run_tracker"]
@@ -67,19 +79,32 @@ class TrackerServer(AnnounceEndpoint):
             )
         self._stack: contextlib.AsyncExitStack | None = None
 
+    @property
+    def customised(self) -> bool:
+        """Whether ``app`` has hooks only aiohttp can run (then it serves)."""
+        app = self._app
+        return bool(app.on_response_prepare) or bool(app.middlewares)
+
     async def __aenter__(self) -> TrackerServer:
         async with contextlib.AsyncExitStack() as stack:
-            runner = web.AppRunner(
-                self._app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
-            )
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, self._cfg.host, self._cfg.port)
-            await site.start()
+            if self.customised:
+                runner = web.AppRunner(
+                    self._app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+                )
+                await runner.setup()
+                stack.push_async_callback(runner.cleanup)
+                site = web.TCPSite(runner, self._cfg.host, self._cfg.port)
+                await site.start()
+                self._runner = runner
+                host, port = runner.addresses[0][:2]
+            else:
+                http = HttpTrackerServer(
+                    self._app[SERVICE_KEY], self._cfg.host, self._cfg.port
+                )
+                await stack.enter_async_context(http)
+                host, port = http.address
             if self._udp is not None:
                 await stack.enter_async_context(self._udp)
-            self._runner = runner
-            host, port = runner.addresses[0][:2]
             self._address = PeerAddr(str(host), int(port))
             self._stack = stack.pop_all()
         log.info("tracker listening on %s", self.url)

@@ -262,18 +262,18 @@ _FAST_KEYS = frozenset(
 
 
 def _fast_decode(raw: bytes) -> bytes:
-    """Percent-decode a value whose escapes are known to be well formed."""
+    """Percent-decode a value whose escapes are known to be well formed.
+
+    ``%XX`` is quoted-printable's ``=XX``, so once ``%`` becomes ``=``
+    :func:`binascii.a2b_qp` decodes it in C; a value holding a raw ``=``,
+    CR or LF (which that codec would read as its own syntax) goes the long
+    way.
+    """
     if b"%" not in raw:
         return raw
-    first, *rest = raw.split(b"%")
-    hexes = binascii.unhexlify(b"".join([chunk[:2] for chunk in rest]))
-    if not first and len(raw) == 3 * len(rest):  # nothing but escapes
-        return hexes
-    out = [first]
-    for i, chunk in enumerate(rest):
-        out.append(hexes[i : i + 1])
-        out.append(chunk[2:])
-    return b"".join(out)
+    if b"=" in raw or b"\r" in raw or b"\n" in raw:
+        return _percent_decode(raw, "a value")
+    return binascii.a2b_qp(raw.replace(b"%", b"="))
 
 
 def _fast_number(raw: bytes | None) -> int | None:
@@ -298,7 +298,7 @@ def _parse_announce_fast(
             count += 1
     if len(params) != count or not _FAST_KEYS.issubset(params):
         return None  # a repeated key, or a required one missing
-    if any(b"%" in key for key in params):
+    if b"%" in b"".join(params):  # an escaped parameter name
         return None
     info_hash = _fast_decode(params[b"info_hash"])
     peer_id = _fast_decode(params[b"peer_id"])
