@@ -9,28 +9,33 @@ instead; ``--quiet`` prints only the final line.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, RenderableType
-from rich.logging import RichHandler
-
-from client import cli_chord, cli_dht, cli_lab, cli_torrent, demo
-from client.core.magnet import Magnet, magnet_from_metainfo, parse_magnet
-from client.core.metainfo import Metainfo
+from client import cli_torrent
 from client.core.ratelimit import parse_rate
-from client.engine import Engine, EngineConfig
 from client.errors import ClientError
-from client.maketorrent import create_torrent, load_metainfo
-from client.session import SessionConfig, TorrentSession
-from client.ui import JsonEvents, LiveDisplay, render_session
-from dht import DEFAULT_BOOTSTRAP_NODES, DhtError, PeerAddr
-from tracker import TrackerConfig, TrackerError, TrackerServer, run_tracker
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from client.core.magnet import Magnet
+    from client.core.metainfo import Metainfo
+    from client.engine import EngineConfig
+    from client.session import TorrentSession
+    from client.ui import JsonEvents
+    from dht import PeerAddr
+
+# Process start is part of every command's time (issue 7: ``create`` against
+# mktorrent, ``download MAGNET`` to metadata against libtorrent), so this
+# module and the subcommand modules import only argparse-level things at the
+# top; each command imports what it runs (rich, asyncio, the engine, aiohttp,
+# the DHT nodes, the tracker) inside its function.
+# tests/unit/test_cli_imports.py keeps it that way.
 
 __all__ = ["build_parser", "main"]
 
@@ -99,7 +104,21 @@ def _add_peer_options(p: argparse.ArgumentParser) -> None:
     _add_common(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommands registered by their own modules, imported only when the parser
+# must know them: ``bitswarm create`` builds a parser without them.
+_MODULE_COMMANDS = {
+    "dht": "client.cli_dht",
+    "chord": "client.cli_chord",
+    "demo": "client.cli_demo",
+    "lab": "client.cli_lab",
+}
+_OWN_COMMANDS = frozenset({"create", "info", "magnet", "seed", "download", "tracker"})
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``bitswarm`` parser; with ``command``, one that parses that
+    subcommand the same way but leaves out the other modules' subcommands
+    (so their modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog="bitswarm",
         description="BitTorrent client, tracker and trackerless discovery.",
@@ -138,11 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_tracker)
 
-    cli_dht.register(sub)
-    cli_chord.register(sub)
-    demo.register(sub)
-    cli_lab.register(sub)
+    for name, module in _MODULE_COMMANDS.items():
+        if command is None or command == name:
+            importlib.import_module(module).register(sub)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``, if it is a known one (the top-level
+    options are flags, so it is the first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            known = word in _OWN_COMMANDS or word in _MODULE_COMMANDS
+            return word if known else None
+    return None
 
 
 # The GIL switch interval, seconds. A thread that wants the GIL back from a
@@ -155,18 +183,34 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 def main(argv: Sequence[str] | None = None) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(words))
+    args = parser.parse_args(words)
     _configure_logging(args)
     try:
         return int(args.func(args))
-    except (ClientError, TrackerError, DhtError) as exc:
-        if args.debug:
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug or not isinstance(exc, _user_errors()):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The root errors of bad input: ClientError, and DhtError and
+    TrackerError if their packages were loaded (they cannot have raised
+    otherwise, and importing the tracker costs aiohttp)."""
+    errors: list[type[Exception]] = [ClientError]
+    for module, name in (
+        ("dht.errors", "DhtError"),
+        ("tracker.errors", "TrackerError"),
+    ):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            errors.append(getattr(loaded, name))
+    return tuple(errors)
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -176,7 +220,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     else:
-        handler = RichHandler(console=_stderr_console(), show_path=False)
+        handler = _DeferredRichHandler()
     logging.basicConfig(level=level, handlers=[handler], force=True)
     if not args.debug:
         logging.getLogger("client").setLevel(logging.INFO)
@@ -184,10 +228,28 @@ def _configure_logging(args: argparse.Namespace) -> None:
         logging.getLogger("client.peer").setLevel(logging.WARNING)
 
 
+class _DeferredRichHandler(logging.Handler):
+    """A rich log handler, made at the first record: most runs of ``create``,
+    ``info`` or ``magnet`` log nothing and need not import rich."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rich: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._rich is None:
+            from rich.logging import RichHandler
+
+            self._rich = RichHandler(console=_stderr_console(), show_path=False)
+        self._rich.handle(record)
+
+
 _CONSOLE: Console | None = None
 
 
 def _stderr_console() -> Console:
+    from rich.console import Console
+
     global _CONSOLE
     if _CONSOLE is None:
         _CONSOLE = Console(stderr=True)
@@ -196,6 +258,8 @@ def _stderr_console() -> Console:
 
 # -- seed and download ---------------------------------------------------------
 def _parse_peers(texts: list[str]) -> list[PeerAddr]:
+    from dht import DhtError, PeerAddr
+
     out = []
     for text in texts:
         try:
@@ -206,6 +270,8 @@ def _parse_peers(texts: list[str]) -> list[PeerAddr]:
 
 
 def _engine_config(args: argparse.Namespace) -> EngineConfig:
+    from client.engine import EngineConfig
+
     dht_port = None
     bootstrap: tuple[str, ...] = ()
     if not args.no_dht:
@@ -213,6 +279,8 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
         # Public routers (by host name) only when the user names no node.
         bootstrap = tuple(args.dht_bootstrap)
         if not bootstrap and args.overlay == "mainline":
+            from dht.node import DEFAULT_BOOTSTRAP_NODES
+
             bootstrap = DEFAULT_BOOTSTRAP_NODES
     return EngineConfig(
         host=args.host,
@@ -227,6 +295,8 @@ def _engine_config(args: argparse.Namespace) -> EngineConfig:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
+    from client.maketorrent import create_torrent, load_metainfo
+
     path = Path(args.path)
     if not path.exists():
         raise ClientError(f"cannot seed {path}: no such file or folder")
@@ -245,6 +315,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    from client.core.magnet import parse_magnet
+    from client.maketorrent import load_metainfo
+
     target: str = args.target
     source: Metainfo | Magnet
     if target[:7].lower() == "magnet:":
@@ -264,6 +337,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def _run_session(
     args: argparse.Namespace, meta: Metainfo | Magnet, save_dir: Path, *, seed: bool
 ) -> int:
+    import asyncio
+
     try:
         return asyncio.run(_session_main(args, meta, save_dir, seed=seed))
     except KeyboardInterrupt:
@@ -275,13 +350,24 @@ def _run_session(
 async def _session_main(
     args: argparse.Namespace, source: Metainfo | Magnet, save_dir: Path, *, seed: bool
 ) -> int:
+    import asyncio
+
+    from client.core.magnet import Magnet, magnet_from_metainfo
+    from client.engine import Engine
+    from client.session import SessionConfig
+    from client.ui import JsonEvents
+
     events = JsonEvents() if args.json else None
 
     def on_event(name: str, fields: dict[str, Any]) -> None:
         if events is not None:
             events(name, fields)
 
-    console = Console()
+    console: Console | None = None
+    if not args.json and not args.quiet:
+        from rich.console import Console
+
+        console = Console()
     async with Engine(_engine_config(args), on_event=on_event) as engine:
         config = SessionConfig(seed_after_complete=seed)
         peers = _parse_peers(args.peer)
@@ -290,7 +376,7 @@ async def _session_main(
                 "fetching_metadata",
                 {"info_hash": source.info_hash_hex, "port": engine.address.port},
             )
-            if not args.json and not args.quiet:
+            if console is not None:
                 console.print(f"fetching metadata for {source.info_hash_hex} ...")
             session = await engine.open_magnet(
                 source, save_dir, config=config, peers=peers
@@ -310,7 +396,7 @@ async def _session_main(
             },
         )
         magnet = magnet_from_metainfo(meta).to_uri()
-        if not args.json and not args.quiet:
+        if console is not None:
             console.print(f"[bold]{meta.name}[/bold]  magnet: {magnet}")
             console.print(f"listening on port {engine.address.port}")
         elif args.quiet and seed:
@@ -319,7 +405,7 @@ async def _session_main(
             ui = None
             if events is not None:
                 ui = tg.create_task(_json_progress(events, session))
-            elif not args.quiet:
+            elif console is not None:
                 ui = tg.create_task(_live(console, session))
             await session.wait_settled()
             if session.failure is None and seed:
@@ -332,7 +418,7 @@ async def _session_main(
     if events is not None:
         events.progress(stats)
         events("done", {"info_hash": meta.info_hash_hex, "path": str(save_dir)})
-    elif not args.quiet:
+    elif console is not None:
         console.print(f"[green]complete[/green]: {save_dir / meta.name}")
     else:
         print(f"complete: {save_dir / meta.name}")
@@ -340,12 +426,16 @@ async def _session_main(
 
 
 async def _json_progress(events: JsonEvents, session: TorrentSession) -> None:
+    import asyncio
+
     while True:
         await asyncio.sleep(0.5)
         events.progress(session.statistics())
 
 
 async def _live(console: Console, session: TorrentSession) -> None:
+    from client.ui import LiveDisplay, render_session
+
     def snapshot() -> RenderableType:
         return render_session(session.statistics(), session.peer_infos())
 
@@ -354,6 +444,12 @@ async def _live(console: Console, session: TorrentSession) -> None:
 
 # -- tracker -------------------------------------------------------------------
 def cmd_tracker(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from client.ui import JsonEvents
+    from tracker import TrackerConfig, TrackerServer, run_tracker
+
     kwargs: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

@@ -14,27 +14,22 @@ peer's successor list and fingers, and the hops of a lookup.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import math
-import signal
 import sys
+from typing import TYPE_CHECKING
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from dht import DhtError, PeerAddr
 
-from dht import (
-    ChordConfig,
-    ChordNode,
-    ChordRing,
-    ChordStatistics,
-    DhtError,
-    LookupPath,
-    PeerAddr,
-)
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+    from dht import ChordConfig, ChordRing, ChordStatistics, LookupPath
+
+# rich, asyncio and the Chord node are imported by the functions that use
+# them: registering this subcommand is part of every ``bitswarm`` start
+# (issue 7).
 
 __all__ = ["register", "render_chord_statistics", "render_ring", "run_chord", "serve"]
 
@@ -82,6 +77,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_chord(args: argparse.Namespace) -> int:
     """Entry point of ``bitswarm chord``; returns the exit status."""
+    import asyncio
+
+    from dht import ChordConfig
+
     try:
         if args.chord_command == "ring":
             return _draw(args)
@@ -102,6 +101,10 @@ def run_chord(args: argparse.Namespace) -> int:
 
 
 def _draw(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from dht import ChordRing
+
     try:
         ids = [int(x) for x in args.peers.split(",") if x.strip()]
     except ValueError:
@@ -126,6 +129,9 @@ def _draw(args: argparse.Namespace) -> int:
 def render_ring(ring: ChordRing, node: int, path: LookupPath | None) -> RenderableType:
     """The ring drawn as a circle with ``node``'s successors (green), fingers
     (cyan) and a lookup's hops (yellow, numbered), plus tables of each."""
+    from rich.console import Group
+    from rich.text import Text
+
     successors = set(ring.successors(node))
     fingers = set(ring.fingers(node))
     hops = {p: i for i, p in enumerate(path.visited)} if path else {}
@@ -193,6 +199,8 @@ def render_ring(ring: ChordRing, node: int, path: LookupPath | None) -> Renderab
 
 
 def _finger_table(ring: ChordRing, node: int) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"peer {node}: successors {list(ring.successors(node))}")
     table.add_column("finger i", justify="right")
     table.add_column("start = n + 2^(i-1)", justify="right")
@@ -207,6 +215,10 @@ def _finger_table(ring: ChordRing, node: int) -> Table:
 
 
 def _lookup_table(ring: ChordRing, path: LookupPath) -> RenderableType:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     heading = Text(
         f"lookup of key {path.key}: owner {path.owner}, {path.hops} hops "
         "(closest preceding fingers until the key's predecessor)",
@@ -226,6 +238,8 @@ def _lookup_table(ring: ChordRing, path: LookupPath) -> RenderableType:
 
 def render_chord_statistics(stats: ChordStatistics, address: PeerAddr) -> Table:
     """The live display's table for one statistics snapshot."""
+    from rich.table import Table
+
     digits = (stats.m + 3) // 4
 
     def peer_id(value: int) -> str:
@@ -273,6 +287,15 @@ async def serve(
 ) -> None:
     """Run a ring peer until cancelled (``args``: host, port, json, interval);
     also ``bitswarm dht --overlay chord``."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from dht import ChordNode
+
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     if main is not None:

@@ -10,26 +10,20 @@ given with ``--bootstrap`` (or ``--public-bootstrap`` for the public routers).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import signal
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
+from dht import DhtError, PeerAddr
 
-from client.cli_chord import serve as serve_chord
-from dht import (
-    DEFAULT_BOOTSTRAP_NODES,
-    ChordConfig,
-    DhtError,
-    DhtNode,
-    DhtStatistics,
-    PeerAddr,
-)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from dht import DhtNode, DhtStatistics
+
+# rich, asyncio and the node are imported by the functions that use them:
+# registering this subcommand is part of every ``bitswarm`` start (issue 7).
 
 __all__ = ["register", "render_dht_statistics", "run_dht"]
 
@@ -56,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--public-bootstrap",
         action="store_true",
-        help="also bootstrap from the public routers: "
-        + ", ".join(DEFAULT_BOOTSTRAP_NODES),
+        help="also bootstrap from the public routers (router.bittorrent.com, "
+        "dht.transmissionbt.com, router.utorrent.com)",
     )
     p.add_argument("--state", metavar="FILE", help="load/save the routing table here")
     p.add_argument(
@@ -88,6 +82,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_dht(args: argparse.Namespace) -> int:
     """Entry point of ``bitswarm dht``; returns the exit status."""
+    import asyncio
+
+    from client.cli_chord import serve as serve_chord
+    from dht import DEFAULT_BOOTSTRAP_NODES, ChordConfig
+
     try:
         bootstrap = [PeerAddr.parse(a) for a in args.bootstrap]
         if args.overlay == "chord":
@@ -109,6 +108,8 @@ def run_dht(args: argparse.Namespace) -> int:
 
 def render_dht_statistics(stats: DhtStatistics, address: PeerAddr) -> Table:
     """The live display's table for one statistics snapshot."""
+    from rich.table import Table
+
     table = Table(title=f"DHT node {stats.node_id.hex()[:16]}… on {address}")
     table.add_column("")
     table.add_column("value", justify="right")
@@ -137,6 +138,12 @@ def _json_stats(stats: DhtStatistics) -> str:
 
 
 async def _serve(args: argparse.Namespace, bootstrap: list[PeerAddr]) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
+    from dht import DhtNode
+
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     if main is not None:
@@ -171,12 +178,19 @@ async def _bootstrap(node: DhtNode, addrs: list[PeerAddr], as_json: bool) -> Non
 
 
 async def _json_loop(node: DhtNode, interval_s: float) -> None:
+    import asyncio
+
     while True:
         await asyncio.sleep(interval_s)
         print(_json_stats(node.statistics()), flush=True)
 
 
 async def _live_loop(node: DhtNode) -> None:
+    import asyncio
+
+    from rich.console import Console
+    from rich.live import Live
+
     console = Console()
     table = render_dht_statistics(node.statistics(), node.address)
     with Live(table, console=console, auto_refresh=False) as live:

@@ -9,16 +9,11 @@ an SVG file (``--plot``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TypeVar
 
 from client.core.bounds import (
     DEFAULT_NS,
@@ -29,18 +24,18 @@ from client.core.bounds import (
     parse_size,
     results_document,
 )
-from client.core.labchart import (
-    BOTH_POINTS,
-    CS_BOUND,
-    CS_POINT,
-    P2P_BOUND,
-    P2P_POINT,
-    render_svg,
-    render_text,
-)
 from client.core.ratelimit import parse_rate
 from client.errors import ClientError
-from client.lab import Measurement, run_lab
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+    from client.lab import Measurement
+
+# rich, the chart and the lab's engine are imported by the functions that use
+# them: registering this subcommand is part of every ``bitswarm`` start
+# (issue 7).
 
 __all__ = ["register", "render_chart", "render_table"]
 
@@ -48,13 +43,24 @@ __all__ = ["register", "render_chart", "render_table"]
 # 'download' too): hashing threads get the GIL back quickly from the loop.
 GIL_SWITCH_INTERVAL_S = 0.0005
 T = TypeVar("T")
-_CHART_STYLES = {
-    CS_BOUND: "dark_orange3",
-    P2P_BOUND: "dodger_blue2",
-    CS_POINT: "bold dark_orange3",
-    P2P_POINT: "bold dodger_blue2",
-    BOTH_POINTS: "bold magenta",
-}
+
+
+def _chart_styles() -> dict[str, str]:
+    from client.core.labchart import (
+        BOTH_POINTS,
+        CS_BOUND,
+        CS_POINT,
+        P2P_BOUND,
+        P2P_POINT,
+    )
+
+    return {
+        CS_BOUND: "dark_orange3",
+        P2P_BOUND: "dodger_blue2",
+        CS_POINT: "bold dark_orange3",
+        P2P_POINT: "bold dodger_blue2",
+        BOTH_POINTS: "bold magenta",
+    }
 
 
 def _flag(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -108,6 +114,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def render_table(points: Sequence[LabPoint]) -> Table:
+    from rich.table import Table
+
     table = Table(
         title="Distribution time (s): measured D and its lower bound",
         caption="ratio = measured / bound; CPU = this process, load = machine",
@@ -140,21 +148,33 @@ def render_table(points: Sequence[LabPoint]) -> Table:
 
 
 def render_chart(settings: LabSettings, points: Sequence[LabPoint]) -> Text:
+    from rich.text import Text
+
+    from client.core.labchart import (
+        BOTH_POINTS,
+        CS_BOUND,
+        CS_POINT,
+        P2P_BOUND,
+        P2P_POINT,
+        render_text,
+    )
+
+    styles = _chart_styles()
     text = Text()
     for line in render_text(settings, points):
         for ch in line:
-            text.append(ch, style=_CHART_STYLES.get(ch, ""))
+            text.append(ch, style=styles.get(ch, ""))
         text.append("\n")
     text.append("  ")
-    text.append(f"{CS_BOUND * 3} client-server bound", style=_CHART_STYLES[CS_BOUND])
+    text.append(f"{CS_BOUND * 3} client-server bound", style=styles[CS_BOUND])
     text.append("   ")
-    text.append(f"{P2P_BOUND * 3} P2P bound", style=_CHART_STYLES[P2P_BOUND])
+    text.append(f"{P2P_BOUND * 3} P2P bound", style=styles[P2P_BOUND])
     text.append("\n  measured: ")
-    text.append(f"{CS_POINT} client-server", style=_CHART_STYLES[CS_POINT])
+    text.append(f"{CS_POINT} client-server", style=styles[CS_POINT])
     text.append("   ")
-    text.append(f"{P2P_POINT} P2P", style=_CHART_STYLES[P2P_POINT])
+    text.append(f"{P2P_POINT} P2P", style=styles[P2P_POINT])
     text.append("   ")
-    text.append(f"{BOTH_POINTS} both", style=_CHART_STYLES[BOTH_POINTS])
+    text.append(f"{BOTH_POINTS} both", style=styles[BOTH_POINTS])
     return text
 
 
@@ -171,6 +191,13 @@ def describe(settings: LabSettings) -> str:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rich.console import Console
+
+    from client.core.labchart import render_svg
+    from client.lab import run_lab
+
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     settings = lab_settings(file_size=args.file_size, upload_rate=args.upload_rate)
     console = Console()

@@ -12,16 +12,17 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from client.core.magnet import Magnet, magnet_from_metainfo, parse_magnet
-from client.core.metainfo import Metainfo, describe
 from client.errors import BadPieceLengthError
-from client.maketorrent import (
-    DEFAULT_PIECE_LENGTH,
-    create_torrent,
-    load_metainfo,
-    write_torrent,
-)
+
+if TYPE_CHECKING:
+    from client.core.magnet import Magnet
+    from client.core.metainfo import Metainfo
+
+# Each command imports what it runs: the whole run of ``bitswarm create`` is
+# timed against mktorrent (issue 7), so registering the parser stays cheap.
+DEFAULT_PIECE_LENGTH_TEXT = "256K"  # client.maketorrent.DEFAULT_PIECE_LENGTH
 
 __all__ = ["cmd_create", "cmd_info", "cmd_magnet", "parse_size", "register"]
 
@@ -55,6 +56,9 @@ def _human(size: int) -> str:
 
 def cmd_create(args: argparse.Namespace) -> int:
     """``bitswarm create PATH -o OUT.torrent``."""
+    from client.core.metainfo import parse_metainfo
+    from client.maketorrent import create_torrent, write_torrent
+
     source = Path(args.path)
     out = Path(args.output) if args.output else Path(f"{source.resolve().name}.torrent")
 
@@ -71,7 +75,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         on_skip=report_skip,
     )
     write_torrent(data, out)
-    meta = load_metainfo(out)
+    meta = parse_metainfo(data)
     print(
         f"wrote {out}: {meta.name}, {_human(meta.total_length)}, "
         f"{meta.num_pieces} pieces, infohash {meta.info_hash_hex}"
@@ -110,6 +114,10 @@ def _magnet_summary(magnet: Magnet) -> dict[str, object]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``bitswarm info X.torrent|MAGNET [--json]``."""
+    from client.core.magnet import parse_magnet
+    from client.core.metainfo import describe
+    from client.maketorrent import load_metainfo
+
     target: str = args.target
     if target[:7].lower() == "magnet:":
         summary = _magnet_summary(parse_magnet(target))
@@ -130,6 +138,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_magnet(args: argparse.Namespace) -> int:
     """``bitswarm magnet X.torrent``: print its magnet URI."""
+    from client.core.magnet import magnet_from_metainfo
+    from client.maketorrent import load_metainfo
+
     print(magnet_from_metainfo(load_metainfo(Path(args.torrent))).to_uri())
     return 0
 
@@ -156,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--piece-length",
-        default=str(DEFAULT_PIECE_LENGTH),
+        default=DEFAULT_PIECE_LENGTH_TEXT,
         metavar="N",
         help="bytes per piece, a power of two >= 16K (e.g. 256K, 1M; default 256K)",
     )

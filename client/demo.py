@@ -5,6 +5,9 @@ tracker, a seeder of ``sample_files/`` (upload-limited so that the leechers
 must trade with each other), and leechers. The demo reads their ``--json``
 events, shows one live table, checks every copy byte for byte against the
 original and exits 0 only if all are equal.
+
+``client.cli_demo`` registers the subcommand and imports this module only
+when the demo runs.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from rich.table import Table
 from client.errors import ClientError
 from client.ui import format_bytes, format_rate
 
-__all__ = ["register"]
+__all__ = ["cmd_demo"]
 
 DEMO_TIMEOUT_S = 120.0
 SEEDER_UPLOAD_RATE = "384K"  # slow enough that leechers fetch from each other
@@ -54,15 +57,6 @@ class Actor:
     exit_code: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     first: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("demo", help="run the whole story on loopback")
-    p.add_argument("--samples", default=None, metavar="DIR", help="folder to share")
-    p.add_argument("--leechers", type=int, default=2)
-    p.add_argument("--json", action="store_true", help="one JSON event a line")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_demo)
 
 
 def _find_samples(arg: str | None) -> Path:

@@ -8,22 +8,21 @@ never reads session state (shared STYLE.md 8).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.panel import Panel
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.text import Text
 
-from client.session import PeerInfo, SessionStats
+    from client.session import PeerInfo, SessionStats
+
+# rich is imported where it is drawn, not here: ``bitswarm download --json``
+# uses JsonEvents only and should not pay rich's import (issue 7).
 
 __all__ = [
     "JsonEvents",
@@ -60,6 +59,8 @@ def format_eta(seconds: float | None) -> str:
 
 def render_piece_map(piece_map: str, width: int = PIECE_MAP_WIDTH) -> Text:
     """One character per group of pieces: full, partly had, or missing."""
+    from rich.text import Text
+
     n = len(piece_map)
     text = Text()
     if n == 0:
@@ -81,6 +82,12 @@ def render_session(
     stats: SessionStats, peers: Sequence[PeerInfo] = ()
 ) -> RenderableType:
     """The live panel of one torrent."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
     done = stats.pieces_have / stats.pieces if stats.pieces else 1.0
     head = Table.grid(padding=(0, 2))
     head.add_row(
@@ -150,6 +157,10 @@ class LiveDisplay:
         self._interval_s = interval_s
 
     async def run(self) -> None:
+        import asyncio
+
+        from rich.live import Live
+
         with Live(console=self._console, auto_refresh=False, transient=False) as live:
             try:
                 while True:
