@@ -17,7 +17,7 @@ from typing import Any
 
 from tracker.config import TrackerConfig
 from tracker.core.addr import PeerAddr, normalize_host
-from tracker.core.registry import SwarmRegistry
+from tracker.core.registry import SwarmRegistry, pack_ip
 from tracker.core.udp import UdpTracker, UdpTrackerStats
 from tracker.endpoint import AnnounceEndpoint
 from tracker.errors import TrackerError
@@ -28,6 +28,7 @@ __all__ = ["UdpTrackerServer"]
 log = logging.getLogger(__name__)
 
 SECRET_BYTES = 32  # HMAC key for connection ids, fresh per start
+MAX_CACHED_SOURCES = 4096  # source hosts whose parsed address is remembered
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -79,6 +80,9 @@ class UdpTrackerServer(AnnounceEndpoint):
             trust_ip=cfg.trust_ip,
         )
         self._transport: asyncio.DatagramTransport | None = None
+        # source host -> (canonical text, packed IP): parsing an IP literal
+        # per datagram costs as much as the announce; dropped whole when full
+        self._sources: dict[str, tuple[str, bytes]] = {}
 
     async def __aenter__(self) -> UdpTrackerServer:
         loop = asyncio.get_running_loop()
@@ -109,14 +113,20 @@ class UdpTrackerServer(AnnounceEndpoint):
         transport = self._transport
         if transport is None:
             return
-        try:
-            peer = PeerAddr(normalize_host(str(addr[0])), int(addr[1]))
-        except ValueError:
-            return  # not an IP source (cannot happen on an inet socket)
-        reply = self._core.handle_datagram(data, peer, self._clock())
+        source = self._sources.get(addr[0])
+        if source is None:
+            try:
+                host = normalize_host(str(addr[0]))
+                source = (host, pack_ip(host))
+            except ValueError:
+                return  # not an IP source (cannot happen on an inet socket)
+            if len(self._sources) >= MAX_CACHED_SOURCES:
+                self._sources.clear()
+            self._sources[addr[0]] = source
+        peer = PeerAddr(source[0], int(addr[1]))
+        reply = self._core.handle_datagram(data, peer, self._clock(), source[1])
         self._trimmer.observe(self._registry.peers)
         if reply is None:
             log.debug("udp tracker: dropped %d-byte packet from %s", len(data), peer)
             return
-        log.debug("udp tracker: %d-byte reply to %s", len(reply), peer)
         transport.sendto(reply, addr)

@@ -13,7 +13,13 @@ opentracker, each alone on loopback under the same load.
 
 bitswarm's tracker is one process (``bitswarm tracker``; one asyncio loop,
 the HTTP and UDP endpoints sharing one in-memory swarm registry): it has no
-worker processes, so one process is both its baseline and its figure.
+worker processes, so one process is both its baseline and its figure. HTTP
+is served by the tracker's own lean HTTP/1.1 server (tracker/http.py), not
+aiohttp. Workers sharing one port (SO_REUSEPORT) are deliberately absent:
+any worker may get any announce, so swarm state would have to live in one
+registry process (an IPC round trip per announce, about what the announce
+itself costs) or in shared memory under a lock; on this 2-core machine,
+where wrk needs most of the second core, that does not pay.
 opentracker (Debian's build, whitelist mode) is given the 1000 hashes.
 After each load, one more announce must return the peers that the load put
 in the swarm. Runs alternate.
@@ -419,8 +425,9 @@ def run(ctx: Context) -> list[Metric]:
             results.append(res)
     ctx.details["tracker"] = {
         "bitswarm_worker_processes": 1,
-        "bitswarm_state_sharing": "one process: the HTTP app and the UDP endpoint "
-        "share one in-memory SwarmRegistry; no workers",
+        "bitswarm_state_sharing": "one process, one asyncio loop: the HTTP server "
+        "(tracker/http.py) and the UDP endpoint share one in-memory SwarmRegistry; "
+        "no workers",
         "runs": results,
     }
     return [http, udp, cpu]

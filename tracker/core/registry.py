@@ -398,12 +398,14 @@ class SwarmRegistry:
         mine = others * RECORD_BYTES + _V4_AT
         own = buf[mine : mine + 6]
         if others <= numwant:
-            picks: range | list[int] = range(others)
-        else:
-            picks = self._pick(others, numwant)
-        entries = [
-            buf[at : at + 6] for at in [i * RECORD_BYTES + _V4_AT for i in picks]
-        ]
+            offsets: range | list[int] = range(_V4_AT, mine - _V4_AT, RECORD_BYTES)
+        else:  # _pick's sample, as record offsets
+            n, k = others, numwant
+            start = self._rng.randrange(n * k)
+            offsets = [
+                (start + j * n) // k % n * RECORD_BYTES + _V4_AT for j in range(k)
+            ]
+        entries = [buf[at : at + 6] for at in offsets]
         if own in entries:
             return None
         return b"".join(entries)
@@ -434,11 +436,11 @@ class SwarmRegistry:
         return [picks[i] for i in self._pick(len(picks), numwant)]
 
     def _pick(self, n: int, k: int) -> list[int]:
-        """``k`` distinct indices below ``n`` (``0 < k < n``), ascending: a
-        systematic sample with a random start, so every index is picked
-        with the same chance k/n, from one random number."""
+        """``k`` distinct indices below ``n`` (``0 < k < n``): a systematic
+        sample with a random start, so every index is picked with the same
+        chance k/n, from one random number. (:meth:`_sample_v4` inlines it.)"""
         start = self._rng.randrange(n * k)
-        return sorted([(start + j * n) // k % n for j in range(k)])
+        return [(start + j * n) // k % n for j in range(k)]
 
     def scrape(
         self, info_hashes: Sequence[InfoHash], now: float

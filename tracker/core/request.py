@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import binascii
 import ipaddress
+import operator
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -256,6 +257,7 @@ def _ip(params: dict[str, list[bytes]]) -> str | None:
 
 _EVENTS = {event.value.encode("ascii"): event for event in Event}
 _FLAGS = {b"": -1, b"0": 0, b"1": 1}  # -1: the default
+_SPLIT_PAIR = operator.methodcaller("split", b"=", 1)  # b"k=v" -> [b"k", b"v"]
 _FAST_KEYS = frozenset(
     (b"info_hash", b"peer_id", b"port", b"uploaded", b"downloaded", b"left")
 )
@@ -289,14 +291,12 @@ def _parse_announce_fast(
     common case (then the reference parser decides)."""
     if len(raw) > MAX_QUERY_CHARS or (b"%" in raw and _BAD_ESCAPE.search(raw)):
         return None
-    params: dict[bytes, bytes] = {}
-    count = 0
-    for part in raw.split(b"&"):
-        if part:
-            key, _, value = part.partition(b"=")
-            params[key] = value
-            count += 1
-    if len(params) != count or not _FAST_KEYS.issubset(params):
+    parts = raw.split(b"&")
+    try:
+        params: dict[bytes, bytes] = dict(map(_SPLIT_PAIR, parts))
+    except ValueError:  # an empty part or one without "="
+        return None
+    if len(params) != len(parts) or not _FAST_KEYS.issubset(params):
         return None  # a repeated key, or a required one missing
     if b"%" in b"".join(params):  # an escaped parameter name
         return None

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
 from tracker.core.addr import PeerAddr, compact_peer
-from tracker.core.registry import AnnounceResult, SwarmCounts, SwarmRegistry
+from tracker.core.registry import AnnounceResult, SwarmCounts, SwarmRegistry, pack_ip
 from tracker.core.request import (
     AnnounceRequest,
     Event,
@@ -63,6 +62,7 @@ __all__ = [
 
 PROTOCOL_ID = 0x41727101980  # BEP 15 magic constant of a connect request
 CONNECTION_BUCKET_S = 60.0  # seconds per connection-id time bucket
+MAX_CACHED_IDS = 65536  # connection ids remembered (host, bucket) before a reset
 ACCEPTED_PAST_BUCKETS = 2  # an id stays valid this many buckets after its own
 CONNECTION_ID_BYTES = 8  # BEP 15: 64-bit connection_id
 SECRET_MIN_BYTES = 16  # shortest HMAC key we accept
@@ -273,11 +273,21 @@ class ConnectionIds:
                 f"{SECRET_MIN_BYTES} are needed"
             )
         self._secret = secret
+        # (host, bucket) -> id: an HMAC per announce costs more than the
+        # announce; the cache is dropped whole when full (ids are recomputed)
+        self._cache: dict[tuple[str, int], int] = {}
 
     def _make(self, host: str, bucket: int) -> int:
+        cached = self._cache.get((host, bucket))
+        if cached is not None:
+            return cached
         message = bucket.to_bytes(8, "big", signed=True) + host.encode("ascii")
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
-        return int.from_bytes(digest[:CONNECTION_ID_BYTES], "big")
+        made = int.from_bytes(digest[:CONNECTION_ID_BYTES], "big")
+        if len(self._cache) >= MAX_CACHED_IDS:
+            self._cache.clear()
+        self._cache[host, bucket] = made
+        return made
 
     def issue(self, host: str, now: float) -> int:
         """The connection id for a client at ``host`` (an IP literal)."""
@@ -338,11 +348,14 @@ class UdpTracker:
             dropped=self._dropped,
         )
 
-    def handle_datagram(self, data: bytes, addr: PeerAddr, now: float) -> bytes | None:
+    def handle_datagram(
+        self, data: bytes, addr: PeerAddr, now: float, ip: bytes | None = None
+    ) -> bytes | None:
         """The reply to send back to ``addr``, or None to drop the packet.
 
         ``addr.host`` must be a canonical IP literal (IPv4-mapped IPv6
-        already turned into IPv4). Never raises on bad input.
+        already turned into IPv4); ``ip`` is its packed form when the caller
+        has it (it is computed otherwise). Never raises on bad input.
         """
         if len(data) < HEADER_BYTES:  # no transaction id to answer to
             self._dropped += 1
@@ -364,23 +377,32 @@ class UdpTracker:
             )
         try:
             if isinstance(request, UdpAnnounceRequest):
-                return self._announce(request, addr, now)
+                return self._announce(request, addr, now, ip)
             return self._scrape(request, now)
         except AnnounceRequestError as exc:
             self._errors += 1
             return encode_error(request.transaction_id, exc.reason)
 
     def _announce(
-        self, request: UdpAnnounceRequest, addr: PeerAddr, now: float
+        self,
+        request: UdpAnnounceRequest,
+        addr: PeerAddr,
+        now: float,
+        ip: bytes | None,
     ) -> bytes:
         numwant = request.num_want
         if numwant < 0:
             numwant = self._default_numwant
-        host = addr.host
         if self._trust_ip and request.ip != 0:
-            host = str(ipaddress.IPv4Address(request.ip))
-        peer = PeerAddr(host, request.port)
-        result = self._registry.announce(
+            ip = request.ip.to_bytes(4, "big")
+        elif ip is None:
+            try:
+                ip = pack_ip(addr.host)
+            except ValueError:
+                raise AnnounceRequestError(
+                    f"{addr.host!r} is not an IP address"
+                ) from None
+        result = self._registry.announce_compact(
             AnnounceRequest(
                 info_hash=request.info_hash,
                 peer_id=request.peer_id,
@@ -396,16 +418,19 @@ class UdpTracker:
                 key=request.key.to_bytes(4, "big"),
                 tracker_id=None,
             ),
-            peer,
+            ip,
+            request.port,
             now,
         )
         self._announces += 1
-        return encode_announce_response(
+        # BEP 15 "IPv6": the peers of the asker's own address family
+        return _ANNOUNCE_REPLY.pack(
+            Action.ANNOUNCE,
             request.transaction_id,
-            interval_s=self._interval_s,
-            result=result,
-            ipv6=addr.is_ipv6,
-        )
+            _clamp(max(round(self._interval_s), 0)),
+            _clamp(result.incomplete),
+            _clamp(result.complete),
+        ) + (result.peers6 if addr.is_ipv6 else result.peers)
 
     def _scrape(self, request: UdpScrapeRequest, now: float) -> bytes:
         files = self._registry.scrape(request.info_hashes, now)
