@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
+import itertools
 import logging
 import random
 import secrets
@@ -62,8 +63,12 @@ log = logging.getLogger(__name__)
 BLOCK_SIZE = 16384  # bytes per request (BEP 3 practice; every client uses it)
 # Requests we queue per peer before treating more as a flood (BEP 10 'reqq').
 MAX_PEER_REQUESTS = 500
-# Pieces kept in the seeding cache (each piece_length bytes).
-PIECE_CACHE_PIECES = 8
+# Pieces kept in the seeding cache (each piece_length bytes): enough for
+# every unchoked peer to be served from its own pieces without evicting
+# another's half-sent one.
+PIECE_CACHE_PIECES = 16
+# Most block bytes sent in one write when uploading without a rate limit.
+UPLOAD_BATCH_BYTES = 256 * 1024
 # Hash-and-write jobs at once: one per core.
 VERIFY_CONCURRENCY = 2
 # Complete pieces waiting for their hash before requesting stops: bounds the
@@ -77,6 +82,8 @@ MAX_DIALS_PER_ROUND = 200
 REFILL_FRACTION = 4
 # A peer that sends this many blocks we never asked for is dropped.
 MAX_UNREQUESTED_BLOCKS = 64
+# Seconds verified pieces wait to be announced together (batched ``have``s).
+HAVE_BATCH_S = 0.05
 # Seconds between keep-alives (BEP 3: connections time out after 2 minutes).
 KEEPALIVE_INTERVAL_S = 90.0
 
@@ -205,37 +212,85 @@ def _packed_ip(addr: PeerAddr | None) -> bytes | None:
 
 
 class PieceCache:
-    """Whole pieces read once from disk, serving their blocks (seeding)."""
+    """Whole pieces read once from disk, serving their blocks (seeding).
+
+    Several peers often ask for the same piece, and every peer asks for a
+    piece block by block, so a piece is read whole (one ``preadv``) and kept
+    while ``capacity`` newer pieces have not pushed it out. :meth:`load`
+    reads every piece a batch of requests needs in one thread hop.
+    """
 
     def __init__(self, storage: Storage, capacity: int = PIECE_CACHE_PIECES) -> None:
         self._storage = storage
         self._capacity = capacity
-        self._pieces: collections.OrderedDict[int, asyncio.Future[bytearray]] = (
+        self._pieces: collections.OrderedDict[int, bytearray] = (
             collections.OrderedDict()
         )
+        # pieces being read: one future per read batch, shared by its pieces
+        self._loading: dict[int, asyncio.Future[None]] = {}
+
+    def peek(self, index: int) -> bytearray | None:
+        """The piece if it is cached (it becomes the most recently used)."""
+        data = self._pieces.get(index)
+        if data is not None:
+            self._pieces.move_to_end(index)
+        return data
+
+    async def load(self, indices: list[int]) -> None:
+        """Make the pieces cached: read those not cached in one thread hop
+        (at most ``capacity``, so a batch never evicts itself) and wait for
+        those another caller is reading.
+
+        Raises:
+            StorageError: a read failed or a piece is not on disk.
+        """
+        wanted = [i for i in dict.fromkeys(indices) if i not in self._pieces]
+        waits = {self._loading[i] for i in wanted if i in self._loading}
+        todo = [i for i in wanted if i not in self._loading][: self._capacity]
+        if todo:
+            fut = asyncio.get_running_loop().create_future()
+            for i in todo:
+                self._loading[i] = fut
+            try:
+                pieces = await asyncio.to_thread(self._read, todo)
+            except asyncio.CancelledError:
+                fut.cancel()
+                raise
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: other waiters get their own
+                raise
+            finally:
+                for i in todo:
+                    self._loading.pop(i, None)
+            for i, data in zip(todo, pieces, strict=True):
+                self._pieces[i] = data
+            while len(self._pieces) > self._capacity:
+                self._pieces.popitem(last=False)
+            fut.set_result(None)
+        for w in waits:
+            await asyncio.shield(w)
+
+    def _read(self, indices: list[int]) -> list[bytearray]:
+        out = []
+        for i in indices:
+            data = self._storage.read_piece(i)
+            if data is None:
+                raise StorageError(f"storage: piece {i} is not on disk")
+            out.append(data)
+        return out
 
     async def get(self, index: int) -> bytearray:
-        fut = self._pieces.get(index)
-        if fut is not None:
-            self._pieces.move_to_end(index)
-            return await asyncio.shield(fut)
-        fut = asyncio.get_running_loop().create_future()
-        self._pieces[index] = fut
-        while len(self._pieces) > self._capacity:
-            self._pieces.popitem(last=False)
-        try:
-            data = await asyncio.to_thread(self._storage.read_piece, index)
-        except BaseException as exc:
-            self._pieces.pop(index, None)
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved
-            raise
-        if data is None:
-            self._pieces.pop(index, None)
-            raise StorageError(f"storage: piece {index} is not on disk")
-        fut.set_result(data)
-        return data
+        """One piece, read if it is not cached.
+
+        Raises:
+            StorageError: the read failed or the piece is not on disk.
+        """
+        while True:
+            data = self.peek(index)
+            if data is not None:
+                return data
+            await self.load([index])
 
 
 EventSink = Callable[[str, dict[str, Any]], None]
@@ -341,6 +396,9 @@ class TorrentSession:
         #: called with a peer's DHT node address from a BEP 5 ``port`` message
         self.on_dht_port: Callable[[PeerAddr], None] | None = None
         self._last_rechoke_request = 0.0
+        # verified pieces not yet announced, and the timer that will
+        self._pending_haves: list[int] = []
+        self._have_flush: asyncio.TimerHandle | None = None
         self._piece_chars = ""
 
     # -- lifecycle -------------------------------------------------------------
@@ -431,6 +489,9 @@ class TorrentSession:
             pass
         finally:
             self._tg = None
+            if self._have_flush is not None:
+                self._have_flush.cancel()
+                self._have_flush = None
             for conn in list(self.peers):
                 conn.close("session stopped")
             self.storage.close()
@@ -756,9 +817,10 @@ class TorrentSession:
                 other.send(
                     wire.Cancel(index=req.index, begin=req.begin, length=req.length)
                 )
-        have = wire.encode(wire.Have(index=index))
-        for conn, state in self.peers.items():
-            conn.write(have)
+        self._pending_haves.append(index)
+        if self._have_flush is None:
+            self._have_flush = self._loop.call_later(HAVE_BATCH_S, self._flush_haves)
+        for state in self.peers.values():
             if (
                 state.am_interested
                 and state.bitfield[index]
@@ -767,10 +829,29 @@ class TorrentSession:
                 self._set_interested(state, False)
         self._emit("piece_verified", piece=index, have=self.picker.have_count)
         if self.is_complete:
+            self._flush_haves()
             self._update_state()
             self._emit("completed", info_hash=self.meta.info_hash_hex)
             for state in list(self.peers.values()):
                 self._drop_if_both_seeds(state)
+
+    def _flush_haves(self) -> None:
+        """Announce the pieces verified since the last flush: one write per
+        peer instead of one per piece and peer. A peer that already has a
+        piece is not told (libtorrent's redundant haves): it cannot want it
+        from us."""
+        if self._have_flush is not None:
+            self._have_flush.cancel()
+            self._have_flush = None
+        indices, self._pending_haves = self._pending_haves, []
+        if not indices:
+            return
+        haves = [(i, wire.encode(wire.Have(index=i))) for i in indices]
+        for conn, state in self.peers.items():
+            bf = state.bitfield
+            out = b"".join(msg for i, msg in haves if not bf[i])
+            if out:
+                conn.write(out)
 
     def _strike(self, conn: PeerConnection, *, sole: bool) -> None:
         """A peer contributed to a piece that failed its hash. The sole
@@ -859,34 +940,66 @@ class TorrentSession:
                 conn.write(b"".join(out))
             state.pipeline.requests_sent(len(reqs), self._now())
 
+    async def _load_queued(self, state: _PeerState) -> None:
+        """Read the pieces the peer's queued requests need next, in one
+        thread hop; a piece that cannot be read loses its requests."""
+        requests = state.requests
+        first = requests[0].index
+        ahead = list(dict.fromkeys(r.index for r in itertools.islice(requests, 64)))
+        with contextlib.suppress(StorageError):
+            await self._cache.load(ahead)
+            return
+        try:
+            await self._cache.load([first])
+        except StorageError as exc:
+            log.warning("%s: cannot serve piece %d: %s", self._tag, first, exc)
+            state.requests = collections.deque(r for r in requests if r.index != first)
+
     async def _uploader(self, state: _PeerState) -> None:
         conn = state.conn
+        cache = self._cache
         while True:
-            if not state.requests:
+            requests = state.requests
+            if not requests:
                 state.wake_uploader.clear()
                 await state.wake_uploader.wait()
                 continue
             await conn.wait_writable()
-            if not state.requests or state.am_choking:
+            if not requests or state.am_choking:
                 continue
-            req = state.requests.popleft()
-            try:
-                piece = await self._cache.get(req.index)
-            except StorageError as exc:
-                log.warning("%s: cannot serve piece %d: %s", self._tag, req.index, exc)
+            if cache.peek(requests[0].index) is None:
+                await self._load_queued(state)
                 continue
-            wait = self.up_limit.reserve(req.length, self._now())
+            # One write for as many queued blocks as are cached (up to a
+            # batch): a send per block costs a syscall and a wakeup of the
+            # peer each. With a rate limit, one block at a time.
+            limit = (
+                UPLOAD_BATCH_BYTES
+                if all(b.rate is None for b in self.up_limit.buckets)
+                else 1
+            )
+            parts: list[bytes | memoryview] = []
+            total = 0
+            while requests and total < limit:
+                req = requests[0]
+                piece = cache.peek(req.index)
+                if piece is None:
+                    break
+                requests.popleft()
+                parts.append(wire.encode_piece_header(req.index, req.begin, req.length))
+                parts.append(memoryview(piece)[req.begin : req.begin + req.length])
+                total += req.length
+            wait = self.up_limit.reserve(total, self._now())
             if wait > 0:
                 await asyncio.sleep(wait)
             if not conn.is_open:
                 return
             if state.am_choking:
-                continue
-            conn.write(wire.encode_piece_header(req.index, req.begin, req.length))
-            conn.write(memoryview(piece)[req.begin : req.begin + req.length])
+                continue  # BEP 3: a choke drops the peer's pending requests
+            conn.write(b"".join(parts))
             now = self._now()
-            state.up.add(req.length, now)
-            self._up_meter.add(req.length, now)
+            state.up.add(total, now)
+            self._up_meter.add(total, now)
 
     # -- timers ----------------------------------------------------------------
     def _request_rechoke(self) -> None:
