@@ -207,3 +207,15 @@ def test_same_address_peer_is_skipped_in_a_v4_swarm() -> None:
         entries = [reply.peers[i : i + 6] for i in range(0, len(reply.peers), 6)]
         assert len(entries) == 10
         assert ip + (5).to_bytes(2, "big") not in entries
+
+
+def test_v4_compact_sample_equals_the_indexed_sample() -> None:
+    slow = SwarmRegistry(peer_timeout_s=100, rng=random.Random(8))
+    fast = SwarmRegistry(peer_timeout_s=100, rng=random.Random(8))
+    for n in range(1, 300):
+        req = _req(n, numwant=1 + n % 37, left=n % 2)
+        a = PeerAddr(f"192.0.2.{n % 200}", 2000 + n)
+        result = slow.announce(req, a, float(n))
+        reply = fast.announce_compact(req, pack_ip(a.host), a.port, float(n))
+        assert reply.peers == b"".join(compact_peer(p.addr) for p in result.peers)
+        assert len(reply.peers) == 6 * min(n - 1, 1 + n % 37)

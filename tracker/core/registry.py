@@ -30,11 +30,12 @@ for IPv6) is one slice of its record, and :meth:`SwarmRegistry.announce_compact`
 builds a reply straight from the records without an object per peer.
 
 Sampling (issue 7): a peer sample of k from n other peers is systematic
-(as opentracker's): one random start, then every n/k-th record in
-last-seen order, wrapping, so every peer has the same chance k/n of being
-handed out and the sample spreads over old and new peers; it costs one
-random number instead of one per pick. A swarm no bigger than the sample
-wanted is handed out whole, without drawing anything.
+(opentracker samples alike): one random start, then every (n // k)-th
+record in last-seen order, wrapping, so every peer has the same chance k/n
+of being handed out and the sample spreads over old and new peers; it
+costs one random number instead of one per pick, and in an IPv4-only swarm
+the compact string is cut out of the records with six extended slices. A
+swarm no bigger than the sample wanted is handed out whole, drawing nothing.
 
 Deliberately left out: per-swarm peer caps and preferring leechers for
 seeders; a seeder gets a random sample of everyone like a leecher does.
@@ -390,7 +391,12 @@ class SwarmRegistry:
     def _sample_v4(self, swarm: _Swarm, numwant: int) -> bytes | None:
         """:meth:`_sample` of an IPv4-only swarm as its compact peer string,
         or None when someone else shares the asker's address (then
-        :meth:`_sample` sorts it out)."""
+        :meth:`_sample` sorts it out).
+
+        The sample's records sit ``step`` records apart (one run, or two
+        when it wraps), so each of the six bytes of a compact entry is
+        copied for every pick at once by one extended-slice assignment.
+        """
         others = swarm.count - 1
         if numwant <= 0 or others <= 0:
             return b""
@@ -398,17 +404,32 @@ class SwarmRegistry:
         mine = others * RECORD_BYTES + _V4_AT
         own = buf[mine : mine + 6]
         if others <= numwant:
-            offsets: range | list[int] = range(_V4_AT, mine - _V4_AT, RECORD_BYTES)
-        else:  # _pick's sample, as record offsets
-            n, k = others, numwant
-            start = self._rng.randrange(n * k)
-            offsets = [
-                (start + j * n) // k % n * RECORD_BYTES + _V4_AT for j in range(k)
-            ]
-        entries = [buf[at : at + 6] for at in offsets]
-        if own in entries:
+            k, step, start = others, 1, 0
+        else:
+            k, step, start = self._systematic(others, numwant)
+        out = bytearray(6 * k)
+        stride = step * RECORD_BYTES
+        first = min(k, (others - start + step - 1) // step)  # picks before the wrap
+        for at, picks, offset in (
+            (start * RECORD_BYTES + _V4_AT, first, 0),
+            (
+                (start + first * step - others) * RECORD_BYTES + _V4_AT,
+                k - first,
+                6 * first,
+            ),
+        ):
+            if picks:
+                last = at + (picks - 1) * stride
+                for c in range(6):
+                    out[offset + c : offset + 6 * picks : 6] = buf[
+                        at + c : last + c + 1 : stride
+                    ]
+        pos = out.find(own)
+        while pos >= 0 and pos % 6:  # a hit across two entries
+            pos = out.find(own, pos + 1)
+        if pos >= 0:
             return None
-        return b"".join(entries)
+        return bytes(out)
 
     def _sample(self, swarm: _Swarm, numwant: int) -> list[int]:
         """Record indices of up to ``numwant`` random peers of ``swarm`` other
@@ -435,12 +456,18 @@ class SwarmRegistry:
             return picks
         return [picks[i] for i in self._pick(len(picks), numwant)]
 
+    def _systematic(self, n: int, k: int) -> tuple[int, int, int]:
+        """A systematic sample of ``k`` of ``n`` indices (``0 < k < n``):
+        ``(k, step, start)`` for indices ``(start + j * step) % n``,
+        ``j < k``, with ``step = n // k`` (so they are distinct) and a
+        random start, so every index is picked with the same chance k/n
+        from one random number."""
+        return k, n // k, self._rng.randrange(n)
+
     def _pick(self, n: int, k: int) -> list[int]:
-        """``k`` distinct indices below ``n`` (``0 < k < n``): a systematic
-        sample with a random start, so every index is picked with the same
-        chance k/n, from one random number. (:meth:`_sample_v4` inlines it.)"""
-        start = self._rng.randrange(n * k)
-        return [(start + j * n) // k % n for j in range(k)]
+        """The indices of :meth:`_systematic`'s sample."""
+        k, step, start = self._systematic(n, k)
+        return [(start + j * step) % n for j in range(k)]
 
     def scrape(
         self, info_hashes: Sequence[InfoHash], now: float
