@@ -15,10 +15,10 @@ import logging
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client.core import wire
 from client.core.magnet import Magnet
@@ -29,15 +29,15 @@ from client.errors import ClientError
 from client.metadata_fetch import MetadataFetcher
 from client.peer import PeerConnection
 from client.session import SessionConfig, TorrentSession
-from client.tracker_client import TrackerClient, TrackerClientConfig, TransferStats
-from dht import (
-    ChordConfig,
-    ChordNode,
-    DhtConfig,
-    DhtError,
-    DhtNode,
-    PeerAddr,
-)
+from dht import DhtError, PeerAddr
+
+if TYPE_CHECKING:
+    # Loaded when used: the DHT nodes when a DHT is on, the tracker client
+    # (and with it aiohttp) when a torrent names a tracker, so that
+    # ``download MAGNET --no-dht`` with ``x.pe`` peers (issue 7's magnet
+    # benchmark) starts without them.
+    from client.tracker_client import TrackerClient, TrackerClientConfig, TransferStats
+    from dht import ChordConfig, ChordNode, DhtConfig, DhtNode
 
 __all__ = ["Engine", "EngineConfig", "make_peer_id"]
 
@@ -63,7 +63,8 @@ class EngineConfig:
     max_upload_rate: float | None = None  # bytes/s, all torrents together
     max_download_rate: float | None = None
     handshake_timeout_s: float = 10.0
-    tracker: TrackerClientConfig = field(default_factory=TrackerClientConfig)
+    #: announce timing; None: TrackerClientConfig's defaults
+    tracker: TrackerClientConfig | None = None
     #: run a Mainline DHT node (BEP 5) on this UDP port (0 = any); None = off
     dht_port: int | None = None
     #: nodes to join the DHT through (``HOST:PORT``)
@@ -151,6 +152,8 @@ class Engine:
         )
         self.address = PeerAddr(host, int(sockname[1]))
         if self.config.dht_port is not None:
+            from dht import ChordNode, DhtNode
+
             if self.config.overlay == "chord":
                 self.dht = ChordNode(
                     host=host,
@@ -179,6 +182,10 @@ class Engine:
     @property
     def _mainline_port(self) -> int | None:
         """Our BEP 5 node's port, for the 'port' message (not for Chord)."""
+        if self.dht is None:
+            return None
+        from dht import DhtNode
+
         if isinstance(self.dht, DhtNode):
             return self.dht.address.port
         return None
@@ -188,6 +195,8 @@ class Engine:
         routing table holds a few nodes: the bootstrap's own lookup can sit
         for seconds on dead nodes' timeouts (measured: a bare magnet waited
         4-9 s for it on a network with dead entries, ~10 ms without)."""
+        from dht import DhtNode
+
         async with asyncio.TaskGroup() as tg:
             early = None
             if isinstance(dht, DhtNode):
@@ -275,6 +284,8 @@ class Engine:
         self.sessions[meta.info_hash] = session
         tracker = None
         if use_trackers and meta.announce_tiers:
+            from client.tracker_client import TrackerClient
+
             tracker = TrackerClient(
                 info_hash=meta.info_hash,
                 peer_id=self.peer_id,
@@ -282,7 +293,7 @@ class Engine:
                 announce_tiers=meta.announce_tiers,
                 stats=lambda: _transfer_stats(session),
                 on_peers=lambda addrs: session.add_peers(addrs, "tracker"),
-                config=self.config.tracker,
+                config=self._tracker_config(),
                 rng=random.Random(self._rng.getrandbits(64)),
                 on_event=self._on_event,
             )
@@ -321,6 +332,8 @@ class Engine:
     ) -> None:
         """Look the torrent up in the DHT and announce it, again and again:
         soon while it has no peers, every ``dht_announce_interval_s`` after."""
+        from dht import ChordNode
+
         dht = self.dht
         assert dht is not None
         await self._dht_ready.wait()
@@ -384,6 +397,8 @@ class Engine:
         try:
             async with asyncio.TaskGroup() as tg:
                 if tiers:
+                    from client.tracker_client import TrackerClient, TransferStats
+
                     tracker = TrackerClient(
                         info_hash=magnet.info_hash,
                         peer_id=self.peer_id,
@@ -392,7 +407,7 @@ class Engine:
                         # size unknown until the metadata arrives: not a seed
                         stats=lambda: TransferStats(uploaded=0, downloaded=0, left=1),
                         on_peers=lambda addrs: fetcher.add_peers(addrs, "tracker"),
-                        config=self.config.tracker,
+                        config=self._tracker_config(),
                         rng=random.Random(self._rng.getrandbits(64)),
                         on_event=self._on_event,
                     )
@@ -407,6 +422,11 @@ class Engine:
             self.fetchers.pop(magnet.info_hash, None)
         meta = parse_info(info, announce_tiers=tiers)
         return self.add_torrent(meta, save_dir, config=config, known=fetcher.known)
+
+    def _tracker_config(self) -> TrackerClientConfig:
+        from client.tracker_client import TrackerClientConfig
+
+        return self.config.tracker or TrackerClientConfig()
 
     async def _announce_completed(
         self, session: TorrentSession, tracker: TrackerClient
@@ -465,6 +485,8 @@ class Engine:
 
 
 def _transfer_stats(session: TorrentSession) -> TransferStats:
+    from client.tracker_client import TransferStats
+
     stats = session.statistics()
     return TransferStats(
         uploaded=stats.uploaded, downloaded=stats.downloaded, left=session.bytes_left()
