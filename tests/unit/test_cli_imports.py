@@ -88,6 +88,18 @@ def test_light_commands_load_nothing_heavy(argv: list[str], tmp_path: Path) -> N
     assert heavy_in(loaded_after(code)) == []
 
 
+def test_the_engine_loads_no_tracker_client_dht_node_or_rich() -> None:
+    # ``download MAGNET --no-dht --json`` with x.pe peers needs none of them
+    code = (
+        "from client.engine import Engine, EngineConfig\n"
+        "Engine(EngineConfig(host='127.0.0.1', port=0))"
+    )
+    loaded = loaded_after(code)
+    banned = ("aiohttp", "yarl", "rich", "client.tracker_client", "dht.node")
+    assert sorted(m for m in loaded if m.split(".")[0] in banned or m in banned) == []
+    assert "dht.chord_node" not in loaded
+
+
 def test_every_dht_name_resolves() -> None:
     for name in dht.__all__:
         assert getattr(dht, name) is not None, name
