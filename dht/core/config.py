@@ -66,7 +66,7 @@ def testing_config() -> DhtConfig:
     return DhtConfig(
         query_timeout_s=1.0,
         slow_after_s=0.3,
-        retransmit_after_s=0.35,
+        retransmit_after_s=0.25,
         upkeep_interval_s=1.0,
         upkeep_after_s=20.0,
     )

@@ -70,6 +70,7 @@ VERIFY_INTERVAL_S = 60.0  # seconds before the same unknown querier is pinged ag
 
 class _Purpose(Enum):
     LOOKUP = "lookup"  #: find_node / get_peers for a lookup
+    PAGE = "page"  #: find_node for the next page past a lookup's dead entries
     PING = "ping"  #: verify a querier, a restored node, or a questionable entry
     ANNOUNCE = "announce"  #: announce_peer after a get_peers lookup
 
@@ -481,6 +482,9 @@ class DhtCore:
                         )
                     )
             self._advance(out, txn.owner, state, now)
+        elif txn.purpose is _Purpose.PAGE:
+            state.lookup.on_page_answer(addr, r.nodes, answered=id_ok)
+            self._advance(out, txn.owner, state, now)
         elif txn.purpose is _Purpose.ANNOUNCE:
             self._announce_answered(out, txn, state, acked=id_ok)
 
@@ -501,6 +505,9 @@ class DhtCore:
             return
         if txn.purpose is _Purpose.LOOKUP:
             state.lookup.on_failure(txn.addr)
+            self._advance(out, txn.owner, state, now)
+        elif txn.purpose is _Purpose.PAGE:
+            state.lookup.on_page_answer(txn.addr, (), answered=False)
             self._advance(out, txn.owner, state, now)
         elif txn.purpose is _Purpose.ANNOUNCE:
             self._announce_answered(out, txn, state, acked=False)
@@ -568,6 +575,11 @@ class DhtCore:
                 out, c.addr, method, c.id, _Purpose.LOOKUP, lookup_id, now, lk.target
             ):
                 lk.on_failure(c.addr)
+        for c, page in lk.next_pages():
+            if not self._send_query(
+                out, c.addr, "find_node", c.id, _Purpose.PAGE, lookup_id, now, page
+            ):
+                lk.on_page_answer(c.addr, (), answered=False)
         if not lk.done:
             return
         closest = lk.closest()

@@ -12,8 +12,27 @@ Seeds come in two kinds: nodes with known ids (from the routing table) are
 ordinary candidates; bare addresses (bootstrap routers) are asked at once,
 outside ``alpha``, and join the candidates under the id their answer carries.
 
-A lookup never sends anything: ``next_queries`` says whom to ask, and the
-owner reports answers, slowness and timeouts.
+Paging past dead entries. A node answers with the ``k`` entries of its
+table closest to the target, and it cannot know which of them have just
+died; after many nodes vanish at once, dead entries fill slots of every
+answer, and a live node among the true ``k`` closest may sit 9th or 10th in
+every responder's table, so that no answer names it. So the lookup keeps,
+per responder, how far (in distance to the target) it has seen that
+responder's table: an answer of ``k`` nodes whose farthest lies at
+distance ``r`` shows every entry up to ``r``. When the lookup has
+converged but failed candidates lie closer than its ``k``-th live answer
+``b``, it asks the closest responders whose tables it has seen only up to
+some ``c < b`` for the next page: a ``find_node`` for ``target ^ (c + 1)``.
+By distance to that id, the entries just past ``c`` come first; if the
+page's farthest entry is at ``r'`` from that id, every entry within the
+aligned block of size ``2**floor(log2 r')`` around ``c + 1`` was listed,
+so the table is now seen up to that block's end. Pages repeat (within a
+per-lookup budget) until the closest responders' tables are seen up to
+``b``; nodes they name join the candidates as usual. Pages are ordinary
+BEP 5 queries with ordinary (bounded) answers.
+
+A lookup never sends anything: ``next_queries`` and ``next_pages`` say whom
+to ask, and the owner reports answers, slowness and timeouts.
 """
 
 from __future__ import annotations
@@ -23,10 +42,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from dht.core.compact import PeerAddr
-from dht.core.distance import NodeId, id_to_int
+from dht.core.distance import ID_BITS, NodeId, id_from_int, id_to_int
 from dht.core.kademlia.routing import NodeInfo
 
 __all__ = ["Candidate", "CandidateState", "Lookup"]
+
+PAGE_PARALLEL = 3  # pages in flight at once
+_ALL = 1 << ID_BITS  # "seen up to" value of a table seen whole
 
 
 class CandidateState(Enum):
@@ -45,6 +67,10 @@ class Candidate:
     depth: int
     state: CandidateState = CandidateState.FRESH
     token: bytes | None = None
+    seen_to: int = -1  #: its table's entries up to this distance are known to us
+    page_from: int | None = None  #: start of the page asked for, while in flight
+    page_failed: bool = False
+    pages: int = 0  #: pages asked of it
 
     def __lt__(self, other: Candidate) -> bool:
         return self.distance < other.distance
@@ -59,13 +85,16 @@ class Lookup:
     k: int = 8
     alpha: int = 3
     max_candidates: int = 256
+    max_pages: int = 16
     queries: int = 0
+    pages: int = 0
     _target_int: int = 0
     _own_int: int = 0
     _sorted: list[Candidate] = field(default_factory=list)
     _by_addr: dict[PeerAddr, Candidate] = field(default_factory=dict)
     _seeds: dict[PeerAddr, CandidateState] = field(default_factory=dict)
     peers: dict[PeerAddr, None] = field(default_factory=dict)
+    _pages_in_flight: int = 0
 
     def __post_init__(self) -> None:
         self._target_int = id_to_int(self.target)
@@ -124,6 +153,66 @@ class Lookup:
         self.queries += len(out)
         return out
 
+    def next_pages(self) -> list[tuple[Candidate, NodeId]]:
+        """``find_node`` queries (responder, target) to send now, each
+        asking for the next page of a responder's table; the owner reports
+        each with ``on_page_answer``."""
+        due = self._pages_due()
+        for c in due:
+            c.page_from = c.seen_to + 1
+            c.pages += 1
+        self.pages += len(due)
+        self.queries += len(due)
+        self._pages_in_flight += len(due)
+        return [(c, id_from_int(self._target_int ^ (c.seen_to + 1))) for c in due]
+
+    def _pages_due(self) -> list[Candidate]:
+        if self._pages_in_flight or self.pages >= self.max_pages:
+            return []
+        live: list[Candidate] = []
+        crowded = False
+        for c in self._sorted:
+            if c.state is CandidateState.FAILED:
+                crowded = True
+                continue
+            if c.state is not CandidateState.RESPONDED:
+                return []  # not converged yet
+            live.append(c)
+            if len(live) >= self.k:
+                break
+        if not crowded or not live:
+            return []
+        b = live[-1].distance
+        due = [c for c in live if c.seen_to < b and not c.page_failed]
+        due.sort(key=lambda c: c.pages)  # stable: closest first among equals
+        return due[: min(PAGE_PARALLEL, self.max_pages - self.pages)]
+
+    def on_page_answer(
+        self,
+        addr: PeerAddr,
+        nodes: tuple[tuple[NodeId, PeerAddr], ...],
+        *,
+        answered: bool = True,
+    ) -> None:
+        """A page query ended: ``nodes`` from its answer, or
+        ``answered=False`` if it failed."""
+        self._pages_in_flight = max(0, self._pages_in_flight - 1)
+        c = self._by_addr.get(addr)
+        if c is None or c.page_from is None:
+            return
+        start, c.page_from = c.page_from, None
+        if not answered:
+            c.page_failed = True
+            return
+        if len(nodes) < self.k:
+            c.seen_to = _ALL
+        else:
+            far = max((id_to_int(n) ^ self._target_int) ^ start for n, _ in nodes)
+            block = (1 << (far.bit_length() - 1)) - 1
+            c.seen_to = max(c.seen_to, start | block)
+        for nid, naddr in nodes:
+            self._add(nid, naddr, c.depth + 1)
+
     def on_response(
         self,
         addr: PeerAddr,
@@ -148,6 +237,11 @@ class Lookup:
         c.state = CandidateState.RESPONDED
         c.token = token
         depth = c.depth + 1
+        if len(nodes) < self.k:
+            c.seen_to = _ALL
+        else:
+            far = max(id_to_int(n) ^ self._target_int for n, _ in nodes)
+            c.seen_to = max(c.seen_to, far)
         for nid, naddr in nodes:
             self._add(nid, naddr, depth)
         new = [p for p in values if p not in self.peers]
@@ -171,6 +265,8 @@ class Lookup:
 
     @property
     def done(self) -> bool:
+        if self._pages_in_flight or self._pages_due():
+            return False
         seeds_pending = any(s is CandidateState.IN_FLIGHT for s in self._seeds.values())
         if seeds_pending and not self._sorted:
             return False
