@@ -1,9 +1,12 @@
 """The UDP tracker endpoint (BEP 15): an asyncio datagram driver.
 
-It binds one UDP socket and answers each datagram straight from
-``datagram_received`` through the :class:`UdpTracker` core (no task per
-datagram). The core works on the same :class:`SwarmRegistry` as the HTTP
-app, so peers announced over either transport see each other.
+It binds one non-blocking UDP socket and, each time the loop says it is
+readable, reads up to :data:`READ_BATCH` datagrams and answers each
+straight away through the :class:`UdpTracker` core (no task per datagram;
+asyncio's datagram transport would cost an event-loop turn per datagram).
+A reply that does not fit the socket's send buffer is dropped, as UDP may.
+The core works on the same :class:`SwarmRegistry` as the HTTP server, so
+peers announced over either transport see each other.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -29,18 +33,8 @@ log = logging.getLogger(__name__)
 
 SECRET_BYTES = 32  # HMAC key for connection ids, fresh per start
 MAX_CACHED_SOURCES = 4096  # source hosts whose parsed address is remembered
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: UdpTrackerServer) -> None:
-        self._server = server
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._server._datagram_received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors for replies we sent: the client went away; nothing to do
-        log.debug("udp tracker: socket error %s", exc)
+READ_BATCH = 64  # datagrams read per readiness event
+MAX_DATAGRAM_BYTES = 2048  # longer requests are cut here (a scrape of 74 is 1496)
 
 
 class UdpTrackerServer(AnnounceEndpoint):
@@ -79,18 +73,28 @@ class UdpTrackerServer(AnnounceEndpoint):
             max_numwant=cfg.max_numwant,
             trust_ip=cfg.trust_ip,
         )
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         # source host -> (canonical text, packed IP): parsing an IP literal
         # per datagram costs as much as the announce; dropped whole when full
         self._sources: dict[str, tuple[str, bytes]] = {}
 
     async def __aenter__(self) -> UdpTrackerServer:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self._cfg.host, self._port)
+        infos = await loop.getaddrinfo(
+            self._cfg.host, self._port, type=socket.SOCK_DGRAM
         )
-        self._transport = transport
-        host, port = transport.get_extra_info("sockname")[:2]
+        family, kind, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(sockaddr)
+            loop.add_reader(sock.fileno(), self._read_ready)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock, self._loop = sock, loop
+        host, port = sock.getsockname()[:2]
         self._address = PeerAddr(str(host), int(port))
         log.info("udp tracker listening on %s", self.url)
         return self
@@ -101,18 +105,33 @@ class UdpTrackerServer(AnnounceEndpoint):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
             log.info("udp tracker on %s stopped", self._address)
 
     def statistics(self) -> UdpTrackerStats:
         return self._core.statistics()
 
-    def _datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        transport = self._transport
-        if transport is None:
-            return
+    def _read_ready(self) -> None:
+        sock = self._sock
+        for _ in range(READ_BATCH):
+            if sock is None:
+                return
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error for a reply we sent
+                log.debug("udp tracker: socket error %s", exc)
+                continue
+            self._datagram_received(sock, data, addr)
+
+    def _datagram_received(
+        self, sock: socket.socket, data: bytes, addr: tuple[Any, ...]
+    ) -> None:
         source = self._sources.get(addr[0])
         if source is None:
             try:
@@ -129,4 +148,7 @@ class UdpTrackerServer(AnnounceEndpoint):
         if reply is None:
             log.debug("udp tracker: dropped %d-byte packet from %s", len(data), peer)
             return
-        transport.sendto(reply, addr)
+        try:
+            sock.sendto(reply, addr)
+        except OSError as exc:  # the send buffer is full, or the route went
+            log.debug("udp tracker: reply to %s dropped: %s", peer, exc)

@@ -375,6 +375,14 @@ def run(ctx: Context) -> list[Metric]:
         better="lower",
         anchor_name="opentracker",
     )
+    udp_cpu = Metric(
+        bench="6 tracker",
+        name="tracker CPU per 1000 UDP announces",
+        unit="ms",
+        scale=1e-3,
+        better="lower",
+        anchor_name="opentracker",
+    )
     trackers: list[Tracker] = [BitswarmTracker(work)]
     if opentracker is not None:
         trackers.append(OpenTracker(work, opentracker))
@@ -411,12 +419,18 @@ def run(ctx: Context) -> list[Metric]:
                         getattr(cpu, side).append((cpu1 - cpu0) / total * 1000)
                         cpu.load.append(load)
                     ctx.log(f"  HTTP {got['requests_per_s']:.0f} req/s")
+                cpu0 = proc_cpu_s(tracker.proc.pid)
                 got = udp_load(tracker.udp, udp_seconds, seed=n)
+                cpu1 = proc_cpu_s(tracker.proc.pid)
                 res["udp"] = got
                 if got["bad"] or not got["ok"]:
                     raise BenchError(f"UDP: {got['bad']} bad replies, {got['ok']} ok")
                 getattr(udp, side).append(got["announces_per_s"])
                 udp.load.append(load)
+                if cpu0 is not None and cpu1 is not None:
+                    per = (cpu1 - cpu0) / got["ok"] * 1000
+                    getattr(udp_cpu, side).append(per)
+                    udp_cpu.load.append(load)
                 ctx.log(f"  UDP {got['announces_per_s']:.0f} announces/s")
             except (BenchError, OSError) as exc:
                 ctx.error(f"tracker {tracker.name} run {n}: {exc}")
@@ -430,4 +444,4 @@ def run(ctx: Context) -> list[Metric]:
         "no workers",
         "runs": results,
     }
-    return [http, udp, cpu]
+    return [http, udp, cpu, udp_cpu]
