@@ -8,7 +8,6 @@ subclasses, which the main CLI prints as one ``error: <message>`` line.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -114,6 +113,8 @@ def _magnet_summary(magnet: Magnet) -> dict[str, object]:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``bitswarm info X.torrent|MAGNET [--json]``."""
+    import json
+
     from client.core.magnet import parse_magnet
     from client.core.metainfo import describe
     from client.maketorrent import load_metainfo
