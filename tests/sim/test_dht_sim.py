@@ -3,13 +3,18 @@
 500 nodes join through one bootstrap node; one announces an infohash; 50
 seeded-random nodes must find it with get_peers, and every lookup must return
 the true closest live nodes (checked against all ids sorted by XOR distance),
-before and after 20% of the nodes vanish at once. The median simulated lookup
-time and hop count go to stdout and to a small JSON file in /tmp.
+before and straight after 20% of the nodes vanish at once, and again a
+minute later. The median simulated lookup time and hop count go to stdout
+and to a small JSON file in /tmp.
+
+Seed 5 runs by default (~40 s); ``BITSWARM_DHT_SIM_SEEDS=5,11,23`` runs
+more seeds (each builds its own network).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 from collections.abc import Callable
@@ -31,6 +36,11 @@ RANDOM_LOOKUPS = 50
 K = 8
 ANNOUNCE_PORT = 6881
 RESULTS_PATH = Path("/tmp/bitswarm_dht_sim.json")
+DEFAULT_SEED = 5
+SEEDS = [
+    int(s)
+    for s in os.environ.get("BITSWARM_DHT_SIM_SEEDS", str(DEFAULT_SEED)).split(",")
+]
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Swarm:
     net: FakeNetwork
     rng: random.Random
     cores: dict[PeerAddr, DhtCore]
+    seed: int
     results: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def live(self) -> list[PeerAddr]:
@@ -88,7 +99,7 @@ def build_swarm(seed: int) -> Swarm:
         core = DhtCore(random_id(rng), random.Random(rng.getrandbits(64)), cfg)
         cores[addr] = core
         net.add(addr, core)
-    swarm = Swarm(net=net, rng=rng, cores=cores)
+    swarm = Swarm(net=net, rng=rng, cores=cores, seed=seed)
     router = addrs[0]
     # Nodes join in waves, each bootstrapping from the first node (a router).
     wave = 50
@@ -151,12 +162,7 @@ def announce(swarm: Swarm, addr: PeerAddr, info_hash: NodeId) -> AnnounceDone:
 
 
 def seek_and_check(
-    swarm: Swarm,
-    info_hash: NodeId,
-    announcer: PeerAddr,
-    label: str,
-    all_8_fraction: float = 0.95,
-    min_hit: int = K - 1,
+    swarm: Swarm, info_hash: NodeId, announcer: PeerAddr, label: str
 ) -> None:
     live = [a for a in swarm.live() if a != announcer]
     seekers = swarm.rng.sample(live, SEEKERS)
@@ -176,17 +182,20 @@ def seek_and_check(
             for p in e.peers
         ]
         assert want in found  # reported as it arrived, not only at the end
-    perfect = check_accuracy(swarm, done, min_hit)
-    assert perfect >= all_8_fraction * len(done), f"{perfect}/{len(done)} found all 8"
+    perfect = check_accuracy(swarm, done)
+    assert perfect >= 0.95 * len(done), f"{perfect}/{len(done)} found all 8"
     times = [ev.duration_s for _, ev in done]
     hops = [ev.hops for _, ev in done]
     queries = [ev.queries for _, ev in done]
+    if swarm.seed != DEFAULT_SEED:
+        label = f"{label}_seed{swarm.seed}"
     swarm.results[label] = {
         "lookups": len(done),
         "all_8_found": perfect,
         "median_lookup_s": round(statistics.median(times), 3),
         "median_hops": statistics.median(hops),
         "median_queries": statistics.median(queries),
+        "max_queries": max(queries),
     }
     print(f"\n{label}: {swarm.results[label]}")
     existing = json.loads(RESULTS_PATH.read_text()) if RESULTS_PATH.exists() else {}
@@ -195,9 +204,10 @@ def seek_and_check(
     RESULTS_PATH.write_text(json.dumps(existing, indent=2))
 
 
-@pytest.fixture(scope="module")
-def swarm() -> Swarm:
-    return build_swarm(seed=5)
+@pytest.fixture(scope="module", params=SEEDS, ids=lambda s: f"seed{s}")
+def swarm(request: pytest.FixtureRequest) -> Swarm:
+    seed: int = request.param
+    return build_swarm(seed)
 
 
 def test_dht_sim_lookups_find_announcer_and_true_closest(swarm: Swarm) -> None:
@@ -215,12 +225,10 @@ def test_dht_sim_survives_losing_a_fifth_of_nodes(swarm: Swarm) -> None:
     candidates = [a for a in swarm.live() if a != announcer]
     for addr in swarm.rng.sample(candidates, NODES // 5):
         swarm.net.remove(addr)
-    # At once: the survivors' tables still list the dead, who crowd live
-    # nodes out of 8-node replies, so a lookup may miss the 7th or 8th closest
-    # (~87% find all 8); every seeker still finds the announcer.
-    seek_and_check(
-        swarm, info_hash, announcer, "at_once_after_20pct_removed", 0.75, K - 2
-    )
+    # At once: the survivors' tables still list the dead, who take slots of
+    # every 8-node reply; lookups page past them (find_node for target ^
+    # (seen + 1), see dht.core.kademlia.lookup) and so meet the full bar.
+    seek_and_check(swarm, info_hash, announcer, "at_once_after_20pct_removed")
     # A minute later every node has pinged its stale entries (table upkeep)
     # and leaves the dead out of its replies.
     swarm.net.run_for(60.0)

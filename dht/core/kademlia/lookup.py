@@ -182,7 +182,7 @@ class Lookup:
                 break
         if not crowded or not live:
             return []
-        b = live[-1].distance
+        b = live[-1].distance if len(live) >= self.k else _ALL
         due = [c for c in live if c.seen_to < b and not c.page_failed]
         due.sort(key=lambda c: c.pages)  # stable: closest first among equals
         return due[: min(PAGE_PARALLEL, self.max_pages - self.pages)]
@@ -208,7 +208,8 @@ class Lookup:
             c.seen_to = _ALL
         else:
             far = max((id_to_int(n) ^ self._target_int) ^ start for n, _ in nodes)
-            block = (1 << (far.bit_length() - 1)) - 1
+            # (a hostile answer may repeat one node: far == 0, block 0)
+            block = (1 << max(far.bit_length() - 1, 0)) - 1
             c.seen_to = max(c.seen_to, start | block)
         for nid, naddr in nodes:
             self._add(nid, naddr, c.depth + 1)
