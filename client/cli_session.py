@@ -88,7 +88,6 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from client.core.magnet import parse_magnet
-    from client.maketorrent import load_metainfo
 
     target: str = args.target
     source: Metainfo | Magnet
@@ -100,6 +99,8 @@ def cmd_download(args: argparse.Namespace) -> int:
                 "leaves no way to find peers"
             )
     else:
+        from client.maketorrent import load_metainfo
+
         source = load_metainfo(Path(target))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

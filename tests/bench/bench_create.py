@@ -2,7 +2,8 @@
 256 KiB pieces: ``bitswarm create`` vs ``mktorrent -t 2``, each a process
 timed from launch to exit, alternating. Both torrents must carry the same
 piece hashes. Also reported: bitswarm's hashing alone, in this process
-(``create_torrent``), which leaves out the interpreter start and imports.
+(``create_torrent``), which leaves out the interpreter start and imports;
+and the start cost alone: both commands on a one-piece file.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from tests.bench.common import (
 )
 
 PIECE_LOG2 = 18  # 256 KiB pieces, mktorrent's -l
+TINY_BYTES = 64 * 1024  # one piece: the run is all process start and exit
+MS = 1000.0
 # The same work as ``bitswarm create`` with only client.maketorrent imported:
-# how much of the command's time is the CLI's imports (client.cli imports
-# the engine, aiohttp and the DHT before it parses its arguments).
+# how much of the command's time is the CLI's own start (argparse, the
+# subcommand modules); it should cost no more than the lean script, since the
+# CLI imports a command's dependencies only when the command runs.
 LEAN_CREATE = [
     sys.executable,
     "-c",
@@ -92,6 +96,16 @@ def run(ctx: Context) -> list[Metric]:
         anchor_name="mktorrent -t 2",
         note="what a CLI that imports only maketorrent for 'create' would give",
     )
+    start = Metric(
+        bench="3 create",
+        name="one-piece file, launch to exit",
+        unit="ms",
+        scale=1 / MS,
+        better="lower",
+        anchor_name="mktorrent -t 2",
+        note="the fixed cost of a run: interpreter start, imports, exit",
+    )
+    tiny = _tiny_file(ctx.work / "create-tiny")
     want: bytes | None = None
     for n in range(1, ctx.runs + 1):
         load = loadavg()
@@ -132,6 +146,8 @@ def run(ctx: Context) -> list[Metric]:
         if _pieces(lean) != want:
             ctx.error(f"create run {n}: create-only imports gave other hashes")
         lazy.anchor = proc_rate.anchor
+        _time_start(ctx, tiny, out, n, mktorrent, start)
+        start.load.append(load)
         t0 = time.monotonic()
         create_torrent(data, threads=2)
         inproc.bitswarm.append(size / (time.monotonic() - t0))
@@ -141,7 +157,36 @@ def run(ctx: Context) -> list[Metric]:
         + ", ".join(f"{r / MB:.0f}" for r in proc_rate.bitswarm)
         + " MB/s; mktorrent "
         + ", ".join(f"{r / MB:.0f}" for r in proc_rate.anchor)
-        + " MB/s"
+        + " MB/s; one-piece file: bitswarm "
+        + ", ".join(f"{t * MS:.0f}" for t in start.bitswarm)
+        + " ms, mktorrent "
+        + ", ".join(f"{t * MS:.0f}" for t in start.anchor)
+        + " ms"
     )
     ctx.drop_data(size)
-    return [proc_rate, lazy, inproc]
+    return [proc_rate, lazy, inproc, start]
+
+
+def _tiny_file(folder: Path) -> Path:
+    folder.mkdir()
+    path = folder / "tiny.bin"
+    path.write_bytes(bytes(range(256)) * (TINY_BYTES // 256))
+    return path
+
+
+def _time_start(
+    ctx: Context, tiny: Path, out: Path, n: int, mktorrent: str | None, m: Metric
+) -> None:
+    """One run each of both commands on a one-piece file, into ``m``."""
+    ours = out / f"tiny-bitswarm-{n}.torrent"
+    cmd = bitswarm_cmd("create", str(tiny), "-o", str(ours), "--piece-length", "256K")
+    try:
+        m.bitswarm.append(_timed(cmd))
+        if mktorrent is not None:
+            theirs = out / f"tiny-mktorrent-{n}.torrent"
+            mk = [mktorrent, "-t", "2", "-l", str(PIECE_LOG2), "-o", str(theirs)]
+            m.anchor.append(_timed([*mk, str(tiny)]))
+            if _pieces(theirs) != _pieces(ours):
+                ctx.error(f"create one-piece run {n}: piece hashes differ")
+    except BenchError as exc:
+        ctx.error(f"create one-piece run {n}: {exc}")
