@@ -21,8 +21,10 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import queue
 import random
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +191,8 @@ class _PeerState:
         self.wake_requester = asyncio.Event()
         self.wake_uploader = asyncio.Event()
         self.unrequested = 0
+        # blocks to receive before the requester is worth waking
+        self.blocks_to_wake = 1
         self.strikes = 0
         self.ext = ExtensionState()
         self.pex: PexState | None = None
@@ -293,6 +297,71 @@ class PieceCache:
             await self.load([index])
 
 
+class _Hasher:
+    """Threads that hash and write complete pieces (hashlib and ``pwrite``
+    release the GIL), fed by a plain queue; results come back to the event
+    loop in batches, with one wakeup per batch rather than a future and a
+    wakeup per piece (``asyncio.to_thread`` costs ~40 us of loop time each).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        work: Callable[[int, bytearray], bool],
+        threads: int,
+    ) -> None:
+        self._loop = loop
+        self._work = work
+        self._jobs: queue.SimpleQueue[tuple[int, bytearray] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._done: list[tuple[int, bool | Exception]] = []
+        self.ready = asyncio.Event()  # results are waiting in take()
+        self.in_flight = 0
+        self._threads = [
+            threading.Thread(target=self._worker, name="bitswarm-hash", daemon=True)
+            for _ in range(threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, index: int, buf: bytearray) -> None:
+        self.in_flight += 1
+        self._jobs.put((index, buf))
+
+    def take(self) -> list[tuple[int, bool | Exception]]:
+        """The results so far: ``(index, matched)`` or the error raised."""
+        with self._lock:
+            done, self._done = self._done, []
+            self.ready.clear()
+        self.in_flight -= len(done)
+        return done
+
+    def close(self) -> None:
+        """Stop the threads; waits for a piece being written (so the
+        storage can be closed after this)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
+
+    def _worker(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            index, buf = job
+            result: bool | Exception
+            try:
+                result = self._work(index, buf)
+            except Exception as exc:  # handed to the loop, raised there
+                result = exc
+            with self._lock:
+                first = not self._done
+                self._done.append((index, result))
+            if first:
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    self._loop.call_soon_threadsafe(self.ready.set)
+
+
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -368,9 +437,7 @@ class TorrentSession:
         self._cache = PieceCache(self.storage)
         # Completed pieces waiting to be hashed; a piece is queued at most
         # once at a time, so the torrent's piece count bounds it.
-        self._verify_queue: asyncio.Queue[int] = asyncio.Queue(
-            maxsize=max(1, meta.num_pieces)
-        )
+        self._hasher: _Hasher | None = None
         self._verify_caught_up = asyncio.Event()
         self._verify_caught_up.set()
         self._half_open = asyncio.Semaphore(config.max_half_open)
@@ -473,8 +540,10 @@ class TorrentSession:
                 self._started.set()
                 tg.create_task(self._ticker())
                 tg.create_task(self._connector())
-                for _ in range(VERIFY_CONCURRENCY):
-                    tg.create_task(self._verifier())
+                self._hasher = _Hasher(
+                    self._loop, self.storage.verify_and_write, VERIFY_CONCURRENCY
+                )
+                tg.create_task(self._verifier(self._hasher))
                 try:
                     if self.is_complete and not self.cfg.seed_after_complete:
                         raise _PeerDone
@@ -494,6 +563,9 @@ class TorrentSession:
                 self._have_flush = None
             for conn in list(self.peers):
                 conn.close("session stopped")
+            if self._hasher is not None:
+                self._hasher.close()
+                self._hasher = None
             self.storage.close()
 
     def _update_state(self) -> None:
@@ -786,21 +858,29 @@ class TorrentSession:
                     wire.Cancel(index=req.index, begin=req.begin, length=req.length)
                 )
         if outcome.piece_done:
-            self._verify_queue.put_nowait(msg.index)
-            if self._verify_queue.qsize() >= VERIFY_BACKLOG_PIECES:
+            assert self._hasher is not None  # pieces complete while running
+            self._hasher.submit(msg.index, buf)
+            if self._hasher.in_flight >= VERIFY_CONCURRENCY + VERIFY_BACKLOG_PIECES:
                 self._verify_caught_up.clear()
-        state.wake_requester.set()
+        # The requester refills in batches: wake it when one is free, not
+        # once per block.
+        state.blocks_to_wake -= 1
+        if state.blocks_to_wake <= 0:
+            state.blocks_to_wake = 1
+            state.wake_requester.set()
 
-    async def _verifier(self) -> None:
+    async def _verifier(self, hasher: _Hasher) -> None:
         while True:
-            index = await self._verify_queue.get()
-            await self._verify(index)
-            if self._verify_queue.qsize() < VERIFY_BACKLOG_PIECES:
+            await hasher.ready.wait()
+            for index, result in hasher.take():
+                if isinstance(result, Exception):
+                    raise result  # a StorageError stops the torrent
+                self._verified(index, result)
+            if hasher.in_flight < VERIFY_CONCURRENCY + VERIFY_BACKLOG_PIECES:
                 self._verify_caught_up.set()
 
-    async def _verify(self, index: int) -> None:
-        buf = self._buffers[index]
-        ok = await asyncio.to_thread(self.storage.verify_and_write, index, buf)
+    def _verified(self, index: int, ok: bool) -> None:
+        """A piece was hashed (and, if it matched, written)."""
         self._buffers.pop(index, None)
         if not ok:
             self.hash_failures += 1
@@ -910,35 +990,42 @@ class TorrentSession:
             # Refill in batches of a quarter of the pipeline: on loopback each
             # send() of a few requests costs ~100 us (the kernel delivers the
             # segment to the peer right there), so fewer, larger sends win.
-            if room <= 0 or (held and room < max(1, depth // REFILL_FRACTION)):
+            batch = max(1, depth // REFILL_FRACTION)
+            if room <= 0 or (held and room < batch):
+                # Wake again when enough blocks arrived to free a batch.
+                state.blocks_to_wake = max(1, batch - max(0, room))
                 continue
+            state.blocks_to_wake = batch
             reqs = self.picker.pick(conn, state.bitfield, room)
             if not reqs:
                 continue
-            out: list[bytes] = []
             for req in reqs:
                 if req.index not in self._buffers:
                     self._buffers[req.index] = bytearray(
                         self.picker.piece_size(req.index)
                     )
-                wait = self.down_limit.reserve(req.length, self._now())
-                if wait > 0:
-                    if out:
-                        conn.write(b"".join(out))
-                        out.clear()
-                    await asyncio.sleep(wait)
-                    if state.peer_choking or not conn.is_open:
-                        break
-                out.append(
-                    wire.encode(
-                        wire.Request(
-                            index=req.index, begin=req.begin, length=req.length
-                        )
-                    )
-                )
-            if out:
-                conn.write(b"".join(out))
+            if all(b.rate is None for b in self.down_limit.buckets):
+                conn.write(wire.encode_requests(reqs))
+            else:
+                await self._send_limited(state, reqs)
             state.pipeline.requests_sent(len(reqs), self._now())
+
+    async def _send_limited(self, state: _PeerState, reqs: list[BlockRequest]) -> None:
+        """Send requests under a download rate limit: each waits its turn."""
+        conn = state.conn
+        out: list[BlockRequest] = []
+        for req in reqs:
+            wait = self.down_limit.reserve(req.length, self._now())
+            if wait > 0:
+                if out:
+                    conn.write(wire.encode_requests(out))
+                    out.clear()
+                await asyncio.sleep(wait)
+                if state.peer_choking or not conn.is_open:
+                    return
+            out.append(req)
+        if out:
+            conn.write(wire.encode_requests(out))
 
     async def _load_queued(self, state: _PeerState) -> None:
         """Read the pieces the peer's queued requests need next, in one

@@ -110,6 +110,12 @@ class BlockOutcome:
     cancels: list[tuple[PeerKey, BlockRequest]] = field(default_factory=list)
 
 
+# The common outcomes, shared (their empty ``cancels`` is never mutated):
+# one per block received, so not built each time.
+_ACCEPTED = BlockOutcome(accepted=True)
+_ACCEPTED_DONE = BlockOutcome(accepted=True, piece_done=True)
+
+
 class _Partial:
     """Per-block state of a started piece.
 
@@ -661,6 +667,8 @@ class PiecePicker:
         state.received |= 1 << b
         state.unreceived -= 1
         state.senders.add(peer)
+        if not cancels:
+            return _ACCEPTED_DONE if not state.unreceived else _ACCEPTED
         return BlockOutcome(
             accepted=True, piece_done=not state.unreceived, cancels=cancels
         )

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from client.errors import LocalPeerProtocolError, RemotePeerProtocolError
 
@@ -45,6 +46,7 @@ __all__ = [
     "RESERVED_EXTENSION",
     "Bitfield",
     "BlockSink",
+    "BlockTriple",
     "Cancel",
     "Choke",
     "Extended",
@@ -66,6 +68,7 @@ __all__ = [
     "encode",
     "encode_handshake",
     "encode_piece_header",
+    "encode_requests",
     "make_reserved",
 ]
 
@@ -263,6 +266,25 @@ def encode_piece_header(index: int, begin: int, length: int) -> bytes:
     """The 13 bytes before a block's data (the driver sends the data after it,
     straight from its cache, so blocks are never concatenated)."""
     return _PIECE_HEADER.pack(9 + length, MessageId.PIECE, index, begin)
+
+
+class BlockTriple(Protocol):
+    """Anything naming a block: a :class:`Request`, the picker's requests."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def begin(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+
+
+def encode_requests(reqs: Iterable[BlockTriple]) -> bytes:
+    """``request`` messages for ``reqs``, in one bytes object (the same
+    bytes as encoding a :class:`Request` for each)."""
+    pack = _TRIPLE.pack
+    rid = MessageId.REQUEST.value
+    return b"".join([pack(13, rid, r.index, r.begin, r.length) for r in reqs])
 
 
 def encode(msg: PeerMessage) -> bytes:

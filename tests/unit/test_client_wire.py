@@ -181,3 +181,12 @@ def test_arbitrary_bytes_raise_only_remote_errors(data: bytes, chunk: int) -> No
 def test_arbitrary_handshake_bytes(data: bytes) -> None:
     with contextlib.suppress(RemotePeerProtocolError):
         wire.PeerWire().receive_data(data)
+
+
+def test_encode_requests_equals_one_request_each() -> None:
+    reqs = [
+        wire.Request(index=0, begin=0, length=16384),
+        wire.Request(index=7, begin=245760, length=1000),
+    ]
+    assert wire.encode_requests(reqs) == b"".join(wire.encode(r) for r in reqs)
+    assert wire.encode_requests([]) == b""
