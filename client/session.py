@@ -719,6 +719,8 @@ class TorrentSession:
         if state.bitfield.all() and state.listen_addr is not None:
             self._pool.seed(state.listen_addr)
         self._emit("peer_disconnected", addr=str(conn.addr), reason=conn.close_reason)
+        if not state.am_choking and not self._stopping:
+            self._request_rechoke()  # its slot is free: give it to a waiting peer
         self._wake_all_requesters()
         self._wake_connector.set()
 
@@ -757,6 +759,8 @@ class TorrentSession:
                 self._request_rechoke()
             case wire.NotInterested():
                 state.peer_interested = False
+                if not state.am_choking:
+                    self._request_rechoke()  # a slot to give to a waiting peer
             case wire.Cancel(index=i, begin=b, length=n):
                 with contextlib.suppress(ValueError):
                     state.requests.remove(wire.Request(index=i, begin=b, length=n))
@@ -1090,9 +1094,13 @@ class TorrentSession:
 
     # -- timers ----------------------------------------------------------------
     def _request_rechoke(self) -> None:
-        """A peer became interested: rechoke soon if a slot may be free, so
-        that a new leecher does not wait for the 10-second round."""
-        unchoked = sum(1 for s in self.peers.values() if not s.am_choking)
+        """A peer became interested, or an unchoked one left or lost
+        interest: rechoke now if a slot may be free, so that a waiting peer
+        does not wait for the 10-second round (at a swarm's end the peers
+        that finished leave, and the rest would idle until it)."""
+        unchoked = sum(
+            1 for s in self.peers.values() if not s.am_choking and s.peer_interested
+        )
         if unchoked < self.cfg.unchoke_slots + 1:
             self._rechoke(self._now())
 
