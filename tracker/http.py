@@ -88,6 +88,9 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self._ip, self._refused = peer_ip(str(peer[0]) if peer else None)
         self.active = self._server.loop.time()
+        if self._server.stopping:  # accepted just as the server stopped
+            transport.close()
+            return
         self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -262,6 +265,7 @@ class HttpTrackerServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.address: tuple[str, int] = (host, port)
+        self.stopping = False
 
     async def __aenter__(self) -> HttpTrackerServer:
         self.loop = asyncio.get_running_loop()
@@ -280,6 +284,7 @@ class HttpTrackerServer:
         server, self._server = self._server, None
         if server is None:
             return
+        self.stopping = True
         server.close()
         for connection in list(self.connections):
             connection.close_if_idle(float("inf"))
