@@ -41,7 +41,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print only the result")
 
 
-def parse_rate(text: str) -> int:
+def _rate_flag(text: str) -> int:
     """:func:`client.core.ratelimit.parse_rate` as an argparse type (imported
     when a rate is given); a bad rate is a usage error."""
     from client.core.ratelimit import parse_rate
@@ -57,14 +57,14 @@ def _add_peer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=6881, help="listen port (0 = any)")
     p.add_argument(
         "--max-upload-rate",
-        type=parse_rate,
+        type=_rate_flag,
         default=None,
         metavar="RATE",
         help="bytes/s, K/M suffixes (e.g. 500K)",
     )
     p.add_argument(
         "--max-download-rate",
-        type=parse_rate,
+        type=_rate_flag,
         default=None,
         metavar="RATE",
         help="bytes/s, K/M suffixes",
@@ -243,6 +243,7 @@ class _DeferredRichHandler(logging.Handler):
             from rich.logging import RichHandler
 
             self._rich = RichHandler(console=_stderr_console(), show_path=False)
+            self._rich.setFormatter(self.formatter)  # as basicConfig left it
         self._rich.handle(record)
 
 
