@@ -100,7 +100,8 @@ def test_issue_8_peer_id_found_only_on_a_record_boundary() -> None:
     a = PeerAddr("127.0.0.1", 6881)
     reg.announce(req(ih, first), a, 0.0)
     # a peer_id equal to the bytes straddling first's id and its address
-    straddle = first[10:] + bytes([127, 0, 0, 1]) + bytes(6)
+    # (stored IPv4-mapped: ::ffff:127.0.0.1 starts with ten zero bytes)
+    straddle = first[10:] + bytes(10)
     b = PeerAddr("127.0.0.2", 7000)
     result = reg.announce(req(ih, straddle), b, 1.0)
     assert [(p.peer_id, p.addr) for p in result.peers] == [(first, a)]
