@@ -21,6 +21,7 @@ the project's code.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import re
@@ -713,7 +714,11 @@ def _tracker_errors() -> tuple[type[BaseException], ...]:
 def run_tracker_query(data: bytes) -> None:
     """``parse_announce`` (trust_ip on and off) and ``parse_scrape`` on the
     input as a raw query string; numwant never exceeds its cap."""
-    from tracker.core.request import parse_announce, parse_scrape
+    from tracker.core.request import (
+        _parse_announce_slow,
+        parse_announce,
+        parse_scrape,
+    )
     from tracker.errors import AnnounceRequestError
 
     query = data.decode("utf-8", "surrogateescape")
@@ -726,7 +731,96 @@ def run_tracker_query(data: bytes) -> None:
             continue
         _check(0 <= req.numwant <= 200, "numwant over the cap")
         _check(len(req.info_hash) == 20 and len(req.peer_id) == 20, "id length")
+        # the fast path (issue 7) must agree with the reference parser
+        try:
+            slow = _parse_announce_slow(
+                query, default_numwant=50, max_numwant=200, trust_ip=trust
+            )
+        except AnnounceRequestError as exc:
+            raise InvariantBroken(
+                f"fast path took what the reference refuses: {exc}"
+            ) from exc
+        _check(req == slow, f"fast path {req!r} != reference {slow!r}")
     parse_scrape(query)
+
+
+class _FakeTransport(asyncio.Transport):
+    """What :mod:`tracker.http` uses of an asyncio transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        _check(not self.closed, "write after close")
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+
+class _FakeLoop:
+    def time(self) -> float:
+        return 0.0
+
+
+def run_tracker_http(data: bytes) -> None:
+    """The tracker's own HTTP/1.1 server (``tracker.http``) on one
+    connection: the bytes arrive in chunks (control byte: 0 whole, 1 byte by
+    byte, else seeded sizes). Nothing may escape, no request may hit the
+    server's internal-error path (a 500 is a caught bug), and every reply
+    starts with a status line."""
+    from tracker.config import TrackerConfig
+    from tracker.http import HttpTrackerServer, _Connection
+    from tracker.service import TrackerService
+
+    if not data:
+        return
+    service = TrackerService(
+        TrackerConfig(host="127.0.0.1", port=0),
+        clock=lambda: 1.0,
+        rng=random.Random(1),
+    )
+    server = HttpTrackerServer(service, "127.0.0.1", 0)
+    server.loop = _FakeLoop()  # type: ignore[assignment]
+    conn = _Connection(server)
+    transport = _FakeTransport()
+    conn.connection_made(transport)
+    for chunk in _chunks(data[1:], data[0]):
+        if transport.closed:
+            break
+        conn.data_received(chunk)
+    out = bytes(transport.out)
+    _check(b" 500 Internal" not in out, "a request hit the internal-error path")
+    _check(not out or out.startswith(b"HTTP/1.1 "), "reply without a status line")
+    conn.connection_lost(None)
+
+
+def _tracker_http_seeds() -> list[bytes]:
+    ih = b"%AA" * 20
+    announce = (
+        b"GET /announce?info_hash=" + ih + b"&peer_id=-BS0001-abcdefghijkl"
+        b"&port=6881&uploaded=0&downloaded=0&left=100&event=started&compact=1"
+        b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    return [
+        b"\x00" + announce + b"GET /scrape?info_hash=" + ih + b" HTTP/1.1\r\n\r\n",
+        b"\x01" + announce.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        b"\x07GET /stats.json HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"\x00HEAD / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        b"\x03GET http://127.0.0.1:6969/announce?x HTTP/1.1\r\n\r\n"
+        b"POST /announce HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ]
 
 
 def _tracker_query_seeds() -> list[bytes]:
@@ -999,6 +1093,13 @@ TARGETS: dict[str, Target] = {
             allowed=_tracker_errors,
             description="parse_announce/parse_scrape (tracker/core/request)",
             seeds=_tracker_query_seeds,
+        ),
+        Target(
+            name="tracker_http",
+            run=run_tracker_http,
+            allowed=_no_errors,
+            description="the lean HTTP/1.1 server's request parsing (tracker/http)",
+            seeds=_tracker_http_seeds,
         ),
         Target(
             name="tracker_udp",
