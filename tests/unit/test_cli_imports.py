@@ -145,3 +145,25 @@ def test_every_command_is_known_to_the_lean_path() -> None:
 def test_default_piece_length_text_is_the_default() -> None:
     text = cli_torrent.DEFAULT_PIECE_LENGTH_TEXT
     assert cli_torrent.parse_size(text) == DEFAULT_PIECE_LENGTH
+
+
+def test_create_as_a_program_writes_the_same_torrent(tmp_path: Path) -> None:
+    # the one-shot path (gc.freeze before exit) is taken only when run as
+    # the program, so run it so
+    from client.maketorrent import create_torrent
+
+    src = tmp_path / "data.bin"
+    src.write_bytes(bytes(range(256)) * 3000)
+    out = tmp_path / "data.torrent"
+    argv = ["create", str(src), "-o", str(out), "--creation-date", "1700000000"]
+    done = subprocess.run(
+        [sys.executable, "-m", "client", *argv, "--piece-length", "16K"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {out}: data.bin")
+    want = create_torrent(src, piece_length=16384, creation_date=1_700_000_000)
+    assert out.read_bytes() == want
