@@ -19,10 +19,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING, Any
 
 from client.core.announce import (
     DEFAULT_BACKOFF_BASE_S,
@@ -41,6 +38,9 @@ from client.core.announce import (
 from client.core.udp_tracker import DEFAULT_RETRANSMIT_BASE_S, ConnectionCache
 from client.errors import TrackerFailure
 from client.udp_tracker_client import UdpTrackerConfig, udp_announce
+
+if TYPE_CHECKING:
+    import aiohttp
 from dht import PeerAddr
 
 __all__ = [
@@ -258,6 +258,8 @@ class TrackerClient:
         if self._http is not None and not self._http.closed:
             yield self._http
             return
+        import aiohttp  # only when a torrent has an HTTP tracker: ~100 ms
+
         # trust_env=False: no proxy from the environment; we talk to the
         # tracker URL we were given and nothing else.
         async with aiohttp.ClientSession(trust_env=False) as http:
@@ -303,6 +305,9 @@ class TrackerClient:
                 ),
                 cache=self._udp_connections,
             )
+        import aiohttp
+        from yarl import URL
+
         query = build_announce_query(
             self._info_hash,
             self._peer_id,
