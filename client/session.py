@@ -67,8 +67,14 @@ BLOCK_SIZE = 16384  # bytes per request (BEP 3 practice; every client uses it)
 MAX_PEER_REQUESTS = 500
 # Pieces kept in the seeding cache (each piece_length bytes): enough for
 # every unchoked peer to be served from its own pieces without evicting
-# another's half-sent one.
-PIECE_CACHE_PIECES = 16
+# another's half-sent one. PIECE_CACHE_BYTES bounds it for large pieces.
+PIECE_CACHE_PIECES = 32
+PIECE_CACHE_BYTES = 8 * 1024 * 1024
+# Queued requests looked at when reading ahead for a peer, and the most
+# pieces read in one thread hop (a share of the cache, so one peer's
+# read-ahead does not evict the pieces others are being sent).
+READ_AHEAD_REQUESTS = 256
+READ_AHEAD_SHARE = 4
 # Most block bytes sent in one write when uploading without a rate limit.
 UPLOAD_BATCH_BYTES = 256 * 1024
 # Hash-and-write jobs at once: one per core.
@@ -232,6 +238,11 @@ class PieceCache:
         )
         # pieces being read: one future per read batch, shared by its pieces
         self._loading: dict[int, asyncio.Future[None]] = {}
+
+    @property
+    def capacity(self) -> int:
+        """Pieces kept."""
+        return self._capacity
 
     def peek(self, index: int) -> bytearray | None:
         """The piece if it is cached (it becomes the most recently used)."""
@@ -434,7 +445,10 @@ class TorrentSession:
         self._on_event = on_event
         self.peers: dict[PeerConnection, _PeerState] = {}
         self._buffers: dict[int, bytearray] = {}
-        self._cache = PieceCache(self.storage)
+        self._cache = PieceCache(
+            self.storage,
+            max(4, min(PIECE_CACHE_PIECES, PIECE_CACHE_BYTES // meta.piece_length)),
+        )
         # Completed pieces waiting to be hashed; a piece is queued at most
         # once at a time, so the torrent's piece count bounds it.
         self._hasher: _Hasher | None = None
@@ -1036,7 +1050,11 @@ class TorrentSession:
         thread hop; a piece that cannot be read loses its requests."""
         requests = state.requests
         first = requests[0].index
-        ahead = list(dict.fromkeys(r.index for r in itertools.islice(requests, 64)))
+        ahead = list(
+            dict.fromkeys(
+                r.index for r in itertools.islice(requests, READ_AHEAD_REQUESTS)
+            )
+        )[: max(1, self._cache.capacity // READ_AHEAD_SHARE)]
         with contextlib.suppress(StorageError):
             await self._cache.load(ahead)
             return
