@@ -33,6 +33,7 @@ from tests.bench.common import (
     loadavg,
     median,
     popen,
+    proc_cpu_s,
     same_bytes,
     stop,
     tail,
@@ -77,6 +78,7 @@ def swarm_once(
             if time.monotonic() > deadline:
                 raise BenchError(f"{impl} seeder never announced: {tail(seeder.err)}")
             time.sleep(0.05)
+        seeder_cpu0 = proc_cpu_s(seeder.proc.pid)
         for k in range(leechers):
             downloads.append(
                 Download.launch(impl, torrent, work / f"leech{k}", [], seeder.pieces)
@@ -84,6 +86,7 @@ def swarm_once(
         deadline = time.monotonic() + ctx.timeout_s
         for dl in downloads:
             dl.wait(deadline)
+        seeder_cpu1 = proc_cpu_s(seeder.proc.pid)
         t0 = downloads[0].t_launch
         ends = [dl.t_complete for dl in downloads if dl.t_complete is not None]
         for dl in downloads:
@@ -100,6 +103,11 @@ def swarm_once(
                 dl.result["leecher_peak_rss_bytes"] for dl in downloads
             ],
             "leecher_cpu_s": [dl.result["leecher_cpu_s"] for dl in downloads],
+            "seeder_cpu_s": (
+                seeder_cpu1 - seeder_cpu0
+                if seeder_cpu0 is not None and seeder_cpu1 is not None
+                else None
+            ),
         }
     finally:
         for dl in downloads:
@@ -143,6 +151,14 @@ def run(ctx: Context) -> list[Metric]:
         better="lower",
         anchor_name="libtorrent",
     )
+    seed_cpu = Metric(
+        bench="5 swarm",
+        name="seeder CPU, leechers' launch to last done",
+        unit="s",
+        scale=1.0,
+        better="lower",
+        anchor_name="libtorrent",
+    )
     rss = Metric(
         bench="5 swarm",
         name="peak RSS per leecher (max)",
@@ -172,7 +188,9 @@ def run(ctx: Context) -> list[Metric]:
                 getattr(cpu, side).append(median(cpus))
             if rsses:
                 getattr(rss, side).append(max(rsses))
-            for m in (rate, last, cpu, rss):
+            if res["seeder_cpu_s"] is not None:
+                getattr(seed_cpu, side).append(res["seeder_cpu_s"])
+            for m in (rate, last, cpu, seed_cpu, rss):
                 m.load.append(load)
             ctx.log(
                 f"  last done {res['last_complete_s']:.2f} s, first "
@@ -180,4 +198,4 @@ def run(ctx: Context) -> list[Metric]:
             )
     ctx.drop_data(size)
     ctx.details["swarm"] = results
-    return [rate, last, cpu, rss]
+    return [rate, last, cpu, seed_cpu, rss]
