@@ -6,9 +6,11 @@ asks for, walks the BEP 12 tiers when a tracker fails, and backs off with
 growing delays when every tracker fails. :meth:`TrackerClient.run` is meant to
 be a task in the torrent's TaskGroup: tracker trouble is logged and retried,
 never raised, so the download carries on with whatever other peer sources it
-has. ``http://``, ``https://`` and ``udp://`` (BEP 15, through
-``client/udp_tracker_client.py``) trackers mix freely within and across
-tiers; other schemes (``wss://``) are skipped with one warning.
+has. ``http://`` (through the small GET of ``client/http_get.py``),
+``https://`` (through aiohttp, imported only then) and ``udp://`` (BEP 15,
+through ``client/udp_tracker_client.py``) trackers mix freely within and
+across tiers; other schemes (``wss://``) are skipped with one warning.
+:func:`http_scrape` asks an HTTP tracker about torrents (BEP 48).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +29,22 @@ from client.core.announce import (
     AnnounceEvent,
     AnnounceResponse,
     RetryBackoff,
+    ScrapeStats,
     TierList,
     announce_url,
     build_announce_query,
+    build_scrape_query,
     is_supported_tracker_url,
     is_udp_tracker_url,
     next_announce_delay,
     parse_announce_response,
+    parse_scrape_response,
+    scrape_url,
 )
+from client.core.http_response import MAX_REDIRECTS
 from client.core.udp_tracker import DEFAULT_RETRANSMIT_BASE_S, ConnectionCache
 from client.errors import TrackerFailure
+from client.http_get import http_get
 from client.udp_tracker_client import UdpTrackerConfig, udp_announce
 
 if TYPE_CHECKING:
@@ -48,12 +56,14 @@ __all__ = [
     "TrackerClientConfig",
     "TrackerClientStatistics",
     "TransferStats",
+    "http_scrape",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 1 << 20  # cap on a tracker's answer; 200 dict peers are ~15 KiB
-READ_CHUNK_BYTES = 64 * 1024  # response read granularity
+DEFAULT_TIMEOUT_S = 30.0  # one announce or scrape, redirects included, seconds
+READ_CHUNK_BYTES = 64 * 1024  # response read granularity (https), bytes
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -77,7 +87,7 @@ class TrackerClientConfig:
     (BEP 15) within the same ``timeout_s``.
     """
 
-    timeout_s: float = 30.0  # one announce: HTTP connect to last byte, or UDP
+    timeout_s: float = DEFAULT_TIMEOUT_S  # one announce: connect to last byte
     udp_retransmit_base_s: float = DEFAULT_RETRANSMIT_BASE_S
     numwant: int = 50  # peers asked for (BEP 3 default)
     backoff_base_s: float = DEFAULT_BACKOFF_BASE_S
@@ -159,7 +169,9 @@ class TrackerClient:
         self._backoff = RetryBackoff(config.backoff_base_s, config.backoff_cap_s)
         self._lock = asyncio.Lock()  # one announce round at a time
         self._wake = asyncio.Event()  # the schedule changed
-        self._http: aiohttp.ClientSession | None = None
+        # https:// only, made on first use; the run loop keeps and closes it
+        self._https: aiohttp.ClientSession | None = None
+        self._running = False
         self._pending_event = AnnounceEvent.STARTED
         self._deadline = 0.0
         self._tracker_ids: dict[str, bytes] = {}
@@ -194,15 +206,17 @@ class TrackerClient:
         if not len(self._tiers):
             log.info("torrent %s: no usable tracker; not announcing", self._short_hash)
             return
-        async with self._client_session() as http:
-            self._http = http
-            try:
-                while True:
-                    async with self._lock:
-                        await self._announce_round(http, self._pending_event)
-                    await self._sleep_until_deadline()
-            finally:
-                self._http = None
+        self._running = True
+        try:
+            while True:
+                async with self._lock:
+                    await self._announce_round(self._pending_event)
+                await self._sleep_until_deadline()
+        finally:
+            self._running = False
+            https, self._https = self._https, None
+            if https is not None:
+                await https.close()
 
     async def announce_completed(self) -> None:
         """Tell the trackers the download finished (BEP 3 ``completed``).
@@ -212,8 +226,8 @@ class TrackerClient:
         self._pending_event = AnnounceEvent.COMPLETED
         if not len(self._tiers):
             return
-        async with self._lock, self._client_session() as http:
-            await self._announce_round(http, self._pending_event)
+        async with self._lock:
+            await self._announce_round(self._pending_event)
         self._wake.set()
 
     async def announce_stopped(self, timeout_s: float | None = None) -> None:
@@ -223,8 +237,8 @@ class TrackerClient:
             return
         budget = self._cfg.stopped_timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(budget), self._client_session() as http:
-                response = await self._announce_one(http, url, AnnounceEvent.STOPPED)
+            async with asyncio.timeout(budget):
+                response = await self._announce_one(url, AnnounceEvent.STOPPED)
         except TimeoutError:
             log.info("tracker %s: 'stopped' got no answer within %g s", url, budget)
             return
@@ -252,28 +266,24 @@ class TrackerClient:
 
     # -- internals ------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _client_session(self) -> AsyncIterator[aiohttp.ClientSession]:
-        """The run loop's HTTP session, or a short-lived one outside it."""
-        if self._http is not None and not self._http.closed:
-            yield self._http
-            return
-        import aiohttp  # only when a torrent has an HTTP tracker: ~100 ms
+    async def _https_get(self, url: str) -> bytes:
+        """GET an ``https://`` URL with aiohttp: in the run loop's session
+        (made on first use), or in a short-lived one outside it."""
+        if self._https is not None and not self._https.closed:
+            return await _aiohttp_get(self._https, url)
+        if self._running:
+            self._https = _new_session()
+            return await _aiohttp_get(self._https, url)
+        async with _new_session() as https:
+            return await _aiohttp_get(https, url)
 
-        # trust_env=False: no proxy from the environment; we talk to the
-        # tracker URL we were given and nothing else.
-        async with aiohttp.ClientSession(trust_env=False) as http:
-            yield http
-
-    async def _announce_round(
-        self, http: aiohttp.ClientSession, event: AnnounceEvent
-    ) -> None:
+    async def _announce_round(self, event: AnnounceEvent) -> None:
         """Try each tracker in BEP 12 order until one answers; schedule the
         next round from its ``interval``, or from the backoff if none did."""
         candidates = self._tiers.candidates()
         for index, url in enumerate(candidates):
             try:
-                response = await self._announce_one(http, url, event)
+                response = await self._announce_one(url, event)
             except TrackerFailure as exc:
                 self._record_failure(
                     url, event, exc.reason, index == len(candidates) - 1
@@ -282,9 +292,7 @@ class TrackerClient:
             self._record_success(url, event, response)
             return
 
-    async def _announce_one(
-        self, http: aiohttp.ClientSession, url: str, event: AnnounceEvent
-    ) -> AnnounceResponse:
+    async def _announce_one(self, url: str, event: AnnounceEvent) -> AnnounceResponse:
         stats = self._stats()
         numwant = 0 if event is AnnounceEvent.STOPPED else self._cfg.numwant
         if is_udp_tracker_url(url):
@@ -305,9 +313,6 @@ class TrackerClient:
                 ),
                 cache=self._udp_connections,
             )
-        import aiohttp
-        from yarl import URL
-
         query = build_announce_query(
             self._info_hash,
             self._peer_id,
@@ -320,21 +325,9 @@ class TrackerClient:
             key=self._key,
             tracker_id=self._tracker_ids.get(url),
         )
-        try:
-            async with asyncio.timeout(self._cfg.timeout_s):
-                # encoded=True: the query is already percent-encoded; yarl
-                # must not re-quote (or decode) the binary info_hash.
-                target = URL(announce_url(url, query), encoded=True)
-                async with http.get(target) as resp:
-                    if resp.status != 200:
-                        raise TrackerFailure(f"HTTP {resp.status} {resp.reason or ''}")
-                    body = await _read_capped(resp)
-        except TimeoutError:
-            raise TrackerFailure(
-                f"no answer within {self._cfg.timeout_s:g} s"
-            ) from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise TrackerFailure(f"{type(exc).__name__}: {exc}") from None
+        body = await _get(
+            announce_url(url, query), self._cfg.timeout_s, self._https_get
+        )
         return parse_announce_response(body)
 
     def _record_success(
@@ -433,6 +426,78 @@ class TrackerClient:
     def _emit(self, name: str, **fields: Any) -> None:
         if self._on_event is not None:
             self._on_event(name, {"info_hash": self._info_hash.hex(), **fields})
+
+
+async def http_scrape(
+    announce: str,
+    info_hashes: Sequence[bytes],
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> dict[bytes, ScrapeStats]:
+    """Scrape an ``http://`` or ``https://`` tracker (BEP 48).
+
+    Args:
+        announce: the tracker's announce URL; its scrape URL is derived.
+        info_hashes: the 20-byte infohashes asked about.
+        timeout_s: budget of the whole request, redirects included.
+
+    Returns:
+        Stats per infohash the tracker knows.
+
+    Raises:
+        TrackerFailure: the tracker has no scrape URL, cannot be reached,
+            or answered with an error or junk.
+    """
+    url = scrape_url(announce)
+    if url is None:
+        raise TrackerFailure("no scrape URL for this announce URL", url=announce)
+
+    async def https_get(target: str) -> bytes:
+        async with _new_session() as https:
+            return await _aiohttp_get(https, target)
+
+    body = await _get(
+        announce_url(url, build_scrape_query(info_hashes)), timeout_s, https_get
+    )
+    return parse_scrape_response(body)
+
+
+async def _get(
+    url: str, timeout_s: float, https_get: Callable[[str], Awaitable[bytes]]
+) -> bytes:
+    """The body of a tracker's 200 answer to ``url``, within ``timeout_s``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await http_get(
+                url, max_body_bytes=MAX_RESPONSE_BYTES, https_get=https_get
+            )
+    except TimeoutError:
+        raise TrackerFailure(f"no answer within {timeout_s:g} s") from None
+
+
+def _new_session() -> aiohttp.ClientSession:
+    import aiohttp  # only for https:// trackers: ~0.12 CPU-s
+
+    # trust_env=False: no proxy from the environment; we talk to the
+    # tracker URL we were given and nothing else.
+    return aiohttp.ClientSession(trust_env=False)
+
+
+async def _aiohttp_get(http: aiohttp.ClientSession, url: str) -> bytes:
+    """GET over aiohttp, with the failure reasons of the plain-HTTP path."""
+    import aiohttp
+    from yarl import URL
+
+    try:
+        # encoded=True: the query is already percent-encoded; yarl must
+        # not re-quote (or decode) the binary info_hash.
+        target = URL(url, encoded=True)
+        async with http.get(target, max_redirects=MAX_REDIRECTS) as resp:
+            if resp.status != 200:
+                raise TrackerFailure(f"HTTP {resp.status} {resp.reason or ''}".rstrip())
+            return await _read_capped(resp)
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise TrackerFailure(f"{type(exc).__name__}: {exc}") from None
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:

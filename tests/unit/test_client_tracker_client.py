@@ -363,5 +363,8 @@ async def test_unreachable_tracker_is_a_failure_not_a_crash() -> None:
         run.cancel()
     snap = client.statistics()
     assert snap.last_error is not None
-    assert "ClientConnectorError" in snap.last_error
+    assert snap.last_error == (
+        f"cannot connect to 127.0.0.1:{port}: "
+        "ConnectionRefusedError: Connection refused"
+    )
     assert snap.last_error_url == f"http://127.0.0.1:{port}/announce"
