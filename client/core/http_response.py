@@ -66,6 +66,10 @@ _TOKEN = frozenset((string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~").en
 # Printable ASCII but space: kept as is in a request target, so an
 # already percent-encoded query (the binary info_hash) is never re-quoted.
 _TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+# RFC 3986 3.2.2: what a reg-name or an IP literal (without brackets) holds
+_HOST_CHARS = frozenset(
+    (string.ascii_letters + string.digits + "-._~%!$&'()*+,;=:").encode()
+)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -105,6 +109,8 @@ class HttpUrl:
             ascii_host = host.encode("idna")
         except UnicodeError:
             raise TrackerFailure(f"bad host name in {url!r:.100}") from None
+        if not ascii_host or not all(c in _HOST_CHARS for c in ascii_host):
+            raise TrackerFailure(f"bad host name in {url!r:.100}")
         name = b"[" + ascii_host + b"]" if b":" in ascii_host else ascii_host
         # RFC 9110 7.2: Host is the authority's host and port; we give the
         # port whenever the URL names one.

@@ -1005,6 +1005,68 @@ def _tracker_response_seeds() -> list[bytes]:
     ]
 
 
+def run_http_response(data: bytes) -> None:
+    """The client's tracker GET (``client/core/http_response``): the response
+    parser fed in chunks (control byte: 0 whole, 1 byte by byte, else seeded
+    sizes), then a close. Checks: one head before the body, a body within
+    the cap, and a redirect from the head yields a request whose target and
+    ``Host`` carry no whitespace or control bytes."""
+    from client.core.http_response import (
+        BodyReceived,
+        HeadReceived,
+        HttpUrl,
+        ResponseParser,
+        encode_get_request,
+        next_location,
+    )
+    from client.errors import TrackerFailure
+
+    if not data:
+        return
+    cap = 512  # small, so that the cap is reached often
+    parser = ResponseParser(cap)
+    events = []
+    for chunk in [*_chunks(data[1:], data[0]), b""]:
+        try:
+            events += parser.receive_data(chunk)
+        except TrackerFailure:
+            break
+    heads = [e for e in events if isinstance(e, HeadReceived)]
+    bodies = [e for e in events if isinstance(e, BodyReceived)]
+    _check(len(heads) <= 1 and len(bodies) <= 1, "more than one head or body")
+    if bodies:
+        _check(events[0] is heads[0] and events[-1] is bodies[0], "event order")
+        _check(len(bodies[0].body) <= cap, "body over the cap")
+    if not heads:
+        return
+    location = next_location(heads[0], "http://127.0.0.1:6969/a/announce?x=%00")
+    if location is None or not location.lower().startswith("http://"):
+        return
+    request = encode_get_request(HttpUrl.parse(location))
+    request_line, _, rest = request.partition(b"\r\n")
+    _check(len(request_line.split(b" ")) == 3, "request line split apart")
+    _check(
+        all(0x20 <= c < 0x7F for c in request_line + rest.replace(b"\r\n", b"")),
+        "control bytes in the request",
+    )
+
+
+def _http_response_seeds() -> list[bytes]:
+    body = b"d8:intervali1800e5:peers6:\x7f\x00\x00\x01\x1a\xe1e"
+    return [
+        b"\x00HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+        b"\x01HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nd8:in\r\n0\r\nX-Trailer: y\r\n\r\n",
+        b"\x05HTTP/1.0 200 OK\r\nServer: old\r\n\r\n" + body,
+        b"\x00HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 302 Found\r\n"
+        b"Location: ../b/announce?info_hash=%AA%00\r\nContent-Length: 0\r\n\r\n",
+        b"\x03HTTP/1.1 301 Moved\nLocation: http://127.0.0.2:80/x y\n\n",
+        b"\x00HTTP/1.1 404 Not Found\r\nContent-Length: 2, 2\r\n\r\nno",
+        b"\x02HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"fffffffffffffffff\r\n",
+    ]
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -1121,6 +1183,13 @@ TARGETS: dict[str, Target] = {
             allowed=_tracker_failure,
             description="parse_announce/scrape_response (client/core/announce)",
             seeds=_tracker_response_seeds,
+        ),
+        Target(
+            name="http_response",
+            run=run_http_response,
+            allowed=_tracker_failure,
+            description="the tracker GET's response parser (client/core/http_response)",
+            seeds=_http_response_seeds,
         ),
     )
 }
