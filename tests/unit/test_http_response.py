@@ -489,6 +489,8 @@ def test_url_credentials_become_basic_auth() -> None:
         ("http:///announce", "not an http:// URL"),
         ("http://127.0.0.1:99999/announce", "bad URL"),
         ("http://a..b/announce", "bad host name"),
+        ("http://a\x00b/announce", "bad host name"),
+        ("http://a\x7fb:1/announce", "bad host name"),
     ],
 )
 def test_bad_urls(url: str, fragment: str) -> None:
