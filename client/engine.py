@@ -27,7 +27,7 @@ from client.core.mse import EncryptionPolicy
 from client.core.ratelimit import TokenBucket
 from client.errors import ClientError
 from client.metadata_fetch import MetadataFetcher
-from client.peer import PeerConnection
+from client.peer import PeerConnection, start_in
 from client.session import SessionConfig, TorrentSession
 from dht import DhtError, PeerAddr
 
@@ -229,7 +229,7 @@ class Engine:
         assert self._tg is not None
         assert self._server is not None
         self._stopping = True
-        self._server.close()
+        self._stop_listening()
         for conn in list(self._pending):
             conn.abort("engine stopped")
         # Stop every torrent (each sends 'stopped' to its trackers on the way).
@@ -249,6 +249,27 @@ class Engine:
             # _incoming late (asyncio hands it over in a task of its own).
             for conn in list(self._pending):
                 conn.abort("engine stopped")
+
+    def _stop_listening(self) -> None:
+        """Accept no more connections, and let those already accepted reach
+        :meth:`_incoming` (which refuses them) before the server closes.
+
+        asyncio hands each accepted socket to a task of its own; if
+        ``Server.close()`` runs before that task's first step, the
+        transport's constructor fails (``Server._attach`` asserts the server
+        is open, CPython gh-109564) holding the socket but before
+        ``connection_made``: nobody can close it, and it is garbage
+        collected open (``unclosed transport ... read=idle``; CI saw it in
+        the 50-leecher load test). So: stop watching the listening sockets
+        now (no new accept tasks), and close the server one loop turn later,
+        after the first steps of the accept tasks already scheduled (FIFO).
+        """
+        assert self._server is not None
+        loop = asyncio.get_running_loop()
+        for sock in self._server.sockets:
+            with contextlib.suppress(NotImplementedError):  # not a selector loop
+                loop.remove_reader(sock.fileno())
+        loop.call_soon(self._server.close)
 
     # -- torrents --------------------------------------------------------------
     def add_torrent(
@@ -450,9 +471,10 @@ class Engine:
             conn.abort("engine stopped")
         elif len(self._pending) >= MAX_PENDING_INCOMING:
             conn.abort("too many pending connections")
+        elif start_in(self._tg, self._handshake_deadline(conn)) is None:
+            conn.abort("engine stopping")  # the task group is shutting down
         else:
             self._pending.add(conn)
-            self._tg.create_task(self._handshake_deadline(conn))
         return conn
 
     async def _handshake_deadline(self, conn: PeerConnection) -> None:

@@ -38,7 +38,7 @@ from client.core.metadata import (
 from client.core.mse import EncryptionPolicy
 from client.core.pex import parse_pex
 from client.errors import RemotePeerProtocolError
-from client.peer import PeerConnection, dial
+from client.peer import PeerConnection, dial, start_in
 from dht import PeerAddr
 
 __all__ = ["MetadataFetcher"]
@@ -174,10 +174,11 @@ class MetadataFetcher:
         """An incoming connection for this infohash while we fetch."""
         if self._tg is None or hs.peer_id == self.peer_id:
             return False
+        if start_in(self._tg, self._serve(conn)) is None:
+            return False  # the fetch just ended: the engine closes it
         conn.handler = self
         conn.write(wire.encode_handshake(self.info_hash, self.peer_id, self._reserved))
         self._attach(conn)
-        self._tg.create_task(self._serve(conn))
         return True
 
     async def _serve(self, conn: PeerConnection) -> None:

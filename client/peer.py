@@ -26,14 +26,14 @@ import functools
 import logging
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
 from client.core import mse, wire
 from client.errors import RemotePeerProtocolError
 from dht import PeerAddr
 
-__all__ = ["MessageHandler", "PeerConnection", "dial"]
+__all__ = ["MessageHandler", "PeerConnection", "dial", "start_in"]
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +316,21 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def __repr__(self) -> str:
         return f"<peer {self.addr} {self.peer_id[:8]!r}>"
+
+
+def start_in(
+    tg: asyncio.TaskGroup, coro: Coroutine[Any, Any, None]
+) -> asyncio.Task[None] | None:
+    """Start ``coro`` (which owns a connection) in ``tg``, or close it and
+    return None when the group is shutting down: a group whose child failed
+    refuses new tasks until its owner notices, and the connection must then
+    be refused (and closed by the caller), not left to a coroutine that will
+    never run."""
+    try:
+        return tg.create_task(coro)
+    except RuntimeError:
+        coro.close()
+        return None
 
 
 def _random_pad() -> bytes:

@@ -54,7 +54,7 @@ from client.core.picker import BlockRequest, PiecePicker
 from client.core.pipeline import RequestPipeline
 from client.core.ratelimit import RateLimiter, TokenBucket
 from client.errors import RemotePeerProtocolError, StorageError
-from client.peer import PeerConnection, dial
+from client.peer import PeerConnection, dial, start_in
 from client.storage import Storage
 from dht import PeerAddr
 
@@ -655,9 +655,10 @@ class TorrentSession:
             return False
         if any(p.peer_id == hs.peer_id for p in self.peers):
             return False  # both dialled each other: keep the first connection
+        if start_in(self._tg, self._run_peer(conn, handshake_pending=False)) is None:
+            return False  # shutting down (a child failed): the engine closes it
         conn.handler = self
         conn.write(wire.encode_handshake(self.info_hash, self.peer_id, self._reserved))
-        self._tg.create_task(self._run_peer(conn, handshake_pending=False))
         self._attach(conn)
         return True
 
