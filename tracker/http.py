@@ -23,6 +23,7 @@ write buffer is full, so a client that does not read cannot grow memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import time
@@ -285,7 +286,15 @@ class HttpTrackerServer:
         if server is None:
             return
         self.stopping = True
-        server.close()
+        # Stop accepting now, close the server one loop turn later: asyncio
+        # sets up each accepted socket in a task of its own, and a
+        # Server.close() before that task's first step leaves a transport
+        # that never reaches connection_made, garbage-collected open
+        # (CPython gh-109564; client/engine.py has the same guard).
+        for sock in server.sockets:
+            with contextlib.suppress(NotImplementedError):  # not a selector loop
+                self.loop.remove_reader(sock.fileno())
+        self.loop.call_soon(server.close)
         for connection in list(self.connections):
             connection.close_if_idle(float("inf"))
         await server.wait_closed()
