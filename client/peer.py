@@ -81,6 +81,9 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.addr: PeerAddr | None = None
         self.peer_id = b""
         self.handshake: wire.HandshakeReceived | None = None
+        #: called after each batch of messages (one read) was handed to the
+        #: handler, so it can account per batch rather than per block
+        self.after_dispatch: Callable[[], None] | None = None
         loop = asyncio.get_running_loop()
         self._closed: asyncio.Future[None] = loop.create_future()
         self._attached: asyncio.Future[None] = loop.create_future()
@@ -159,6 +162,13 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.close("internal error")
 
     def _dispatch(self, events: list[wire.WireEvent]) -> None:
+        try:
+            self._dispatch_events(events)
+        finally:
+            if self.after_dispatch is not None:
+                self.after_dispatch()
+
+    def _dispatch_events(self, events: list[wire.WireEvent]) -> None:
         unchecked = False
         for event in events:
             if self.transport is None or self.transport.is_closing():

@@ -201,6 +201,9 @@ class _PeerState:
         self.unrequested = 0
         # blocks to receive before the requester is worth waking
         self.blocks_to_wake = 1
+        # blocks accepted in the current read, accounted once per read
+        self.rx_blocks = 0
+        self.rx_bytes = 0
         self.strikes = 0
         self.ext = ExtensionState()
         self.pex: PexState | None = None
@@ -667,6 +670,7 @@ class TorrentSession:
         self.peers[conn] = state
         conn.wire.set_num_pieces(self.meta.num_pieces)
         conn.wire.set_block_sink(lambda i, b, n: self._block_sink(state, i, b, n))
+        conn.after_dispatch = lambda: self._account_received(state)
         self.peers_by_source[conn.source] += 1
         if conn.outgoing and conn.addr is not None:
             self._pool.attached(conn.addr)
@@ -752,9 +756,12 @@ class TorrentSession:
         state = self.peers.get(conn)
         if state is None:
             return
+        if type(msg) is wire.Piece:
+            self._on_piece(state, msg)
+            return
+        if state.rx_blocks:
+            self._account_received(state)  # in order with what follows
         match msg:
-            case wire.Piece():
-                self._on_piece(state, msg)
             case wire.Request():
                 self._on_request(state, msg)
             case wire.Have(index=index):
@@ -875,7 +882,6 @@ class TorrentSession:
             left = self._sinking.pop(msg.index, 0) - 1
             if left > 0:
                 self._sinking[msg.index] = left
-        now = self._now()
         outcome = self.picker.block_received(conn, msg.index, msg.begin, length)
         if not outcome.accepted:
             # Endgame copies arriving after their cancel are normal; blocks
@@ -891,9 +897,8 @@ class TorrentSession:
             buf = self._buffers[msg.index] = self._new_buffer(msg.index)
         if not msg.in_place:
             buf[msg.begin : msg.begin + length] = msg.block
-        state.pipeline.record_block(length, now)
-        self._down_meter.add(length, now)
-        self.downloaded_from[conn.peer_id] += length
+        state.rx_blocks += 1
+        state.rx_bytes += length
         for other, req in outcome.cancels:
             if isinstance(other, PeerConnection):
                 other.send(
@@ -910,6 +915,19 @@ class TorrentSession:
         if state.blocks_to_wake <= 0:
             state.blocks_to_wake = 1
             state.wake_requester.set()
+
+    def _account_received(self, state: _PeerState) -> None:
+        """The blocks of one read in the rate meters, at once (they arrived
+        at the same instant; per block this was ~3% of the loop)."""
+        blocks = state.rx_blocks
+        if not blocks:
+            return
+        nbytes = state.rx_bytes
+        state.rx_blocks = state.rx_bytes = 0
+        now = self._now()
+        state.pipeline.record_blocks(blocks, nbytes, now)
+        self._down_meter.add(nbytes, now)
+        self.downloaded_from[state.conn.peer_id] += nbytes
 
     async def _verifier(self, hasher: _Hasher) -> None:
         while True:

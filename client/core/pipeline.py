@@ -111,6 +111,19 @@ class RequestPipeline:
         self._wait_start = now
         self._snubbed = False
 
+    def record_blocks(self, blocks: int, nbytes: int, now: float) -> None:
+        """``blocks`` blocks of ``nbytes`` in all arrived together (one read):
+        the same as :meth:`record_block` for each, in one step."""
+        if self._start is None:
+            self._start = now
+        self._samples.append((now, nbytes))
+        self._window_bytes += nbytes
+        self._total_bytes += nbytes
+        self._expire(now)
+        self._in_flight = max(0, self._in_flight - blocks)
+        self._wait_start = now
+        self._snubbed = False
+
     def rate(self, now: float) -> float:
         """Bytes/s received from the peer over the recent window."""
         self._expire(now)

@@ -234,6 +234,7 @@ _U32 = struct.Struct(">I")
 _HAVE = struct.Struct(">IBI")
 _TRIPLE = struct.Struct(">IBIII")
 _PIECE_HEADER = struct.Struct(">IBII")
+_INDEX_BEGIN = struct.Struct(">II")
 _PORT = struct.Struct(">IBH")
 _SIMPLE = {
     Choke: MessageId.CHOKE,
@@ -461,6 +462,9 @@ class PeerWire:
             self._start += HANDSHAKE_BYTES
             self._state = WireState.OPEN
         unpack_u32 = _U32.unpack_from
+        unpack_ib = _INDEX_BEGIN.unpack_from
+        view = self._view
+        num_pieces = self._num_pieces
         while True:
             avail = self._end - self._start
             if avail < 4:
@@ -480,10 +484,23 @@ class PeerWire:
                     self._begin_direct(length, avail)
                 break
             body = self._start + 4
-            self._start = body + length
+            self._start = end = body + length
             if length == 0:
                 events.append(_KEEPALIVE)
                 continue
+            if (
+                buf[body] == MessageId.PIECE
+                and 9 <= length <= BLOCK_SIZE_CAP + 9
+                and num_pieces is not None
+            ):
+                # The common block, checked and built inline (the general
+                # path below is a call and two checks more per 16 KiB).
+                index, begin = unpack_ib(buf, body + 1)
+                if index < num_pieces:
+                    events.append(
+                        Piece(index=index, begin=begin, block=view[body + 9 : end])
+                    )
+                    continue
             events.append(self._message(buf[body], body + 1, length - 1))
         return events
 
