@@ -1138,15 +1138,26 @@ class TorrentSession:
             )
             parts: list[bytes | memoryview] = []
             total = 0
+            # Queued requests run through a piece block by block: look the
+            # piece up (and touch its LRU slot) once per run, not per block.
+            piece_index = -1
+            view = memoryview(b"")
+            header = wire.encode_piece_header
             while requests and total < limit:
                 req = requests[0]
-                piece = cache.peek(req.index)
-                if piece is None:
-                    break
+                index = req.index
+                if index != piece_index:
+                    piece = cache.peek(index)
+                    if piece is None:
+                        break
+                    piece_index = index
+                    view = memoryview(piece)
                 requests.popleft()
-                parts.append(wire.encode_piece_header(req.index, req.begin, req.length))
-                parts.append(memoryview(piece)[req.begin : req.begin + req.length])
-                total += req.length
+                begin = req.begin
+                length = req.length
+                parts.append(header(index, begin, length))
+                parts.append(view[begin : begin + length])
+                total += length
             wait = self.up_limit.reserve(total, self._now())
             if wait > 0:
                 await asyncio.sleep(wait)

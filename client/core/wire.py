@@ -235,6 +235,7 @@ _HAVE = struct.Struct(">IBI")
 _TRIPLE = struct.Struct(">IBIII")
 _PIECE_HEADER = struct.Struct(">IBII")
 _INDEX_BEGIN = struct.Struct(">II")
+_INDEX_BEGIN_LENGTH = struct.Struct(">III")
 _PORT = struct.Struct(">IBH")
 _SIMPLE = {
     Choke: MessageId.CHOKE,
@@ -463,6 +464,7 @@ class PeerWire:
             self._state = WireState.OPEN
         unpack_u32 = _U32.unpack_from
         unpack_ib = _INDEX_BEGIN.unpack_from
+        unpack_ibl = _INDEX_BEGIN_LENGTH.unpack_from
         view = self._view
         num_pieces = self._num_pieces
         while True:
@@ -500,6 +502,16 @@ class PeerWire:
                     events.append(
                         Piece(index=index, begin=begin, block=view[body + 9 : end])
                     )
+                    continue
+            elif (
+                length == 13
+                and buf[body] == MessageId.REQUEST
+                and num_pieces is not None
+            ):
+                # What a seeder receives most; inline as the block above.
+                index, begin, block_len = unpack_ibl(buf, body + 1)
+                if index < num_pieces:
+                    events.append(Request(index=index, begin=begin, length=block_len))
                     continue
             events.append(self._message(buf[body], body + 1, length - 1))
         return events
