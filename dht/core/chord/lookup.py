@@ -58,9 +58,11 @@ class ChordLookups(ChordBase):
     def _route(self, out: list[ChordOutput], op: Op, now: float) -> None:
         """First step of a lookup, from our own pointers."""
         t = self._table
-        if t.owns(op.key):
+        if t.owns(op.key) and not self._left:
             self._found(out, op, (self._me, *t.successors), now)
-        elif t.successor_owns(op.key):
+        elif t.successor_owns(op.key) or (self._left and t.owns(op.key)):
+            # After a graceful leave our keys are our successor's: a peer
+            # that left owns nothing, though its old pointers still say so.
             self._found(out, op, t.successors, now)
         else:
             for p in t.closest_preceding(op.key, self._cfg.max_next_nodes):
@@ -149,8 +151,8 @@ class ChordLookups(ChordBase):
         while op.owners:
             owner = op.owners.pop(0)
             if owner.id == self._me.id:
-                if op.kind is Kind.JOIN:
-                    continue
+                if op.kind is Kind.JOIN or self._left:
+                    continue  # not a ring member (yet, or any more)
                 if op.kind is Kind.GET_PEERS:
                     peers = self._store.get(
                         op.info_hash, now, self._cfg.max_values_per_reply, self._rng

@@ -23,7 +23,7 @@ class ChordMaintenance(ChordLookups):
     def _stabilize(
         self, out: list[ChordOutput], now: float, force: bool = False
     ) -> None:
-        if self._stabilizing and not force:
+        if (self._stabilizing and not force) or self._left:
             return
         t = self._table
         if t.successors:

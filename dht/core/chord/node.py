@@ -32,6 +32,11 @@ Maintenance (Chord paper figure 6 with Zave's corrections):
   one, and its result is pinged before it is adopted.
 - leave: hand every key to the successor, then tell predecessor and
   successor (who confirm any hinted replacement before adopting it).
+  From then on the peer is no ring member: it answers no queries, runs no
+  maintenance (not even the rest of a stabilize round already in flight,
+  whose notify would make the successor take it back as predecessor), and
+  owns no key; its own lookups still work, through its old pointers, and
+  end at the successor for the keys it handed over.
 
 The code follows those seams: ``base.py`` holds the state and sends
 queries, ``lookup.py`` the lookups, ``maintenance.py`` stabilize, notify,
@@ -287,8 +292,9 @@ class ChordCore(ChordMaintenance):
 
     def start_leave(self, now: float) -> tuple[int, list[ChordOutput]]:
         """Leave gracefully: every key to the successor, then ``leave`` to
-        predecessor and successor. Afterwards queries are ignored and no
-        maintenance runs. Ends with ``ChordLeft``."""
+        predecessor and successor. Afterwards queries are ignored, no
+        maintenance runs and we own no key (our lookups go to the ring).
+        Ends with ``ChordLeft``."""
         self._start(now)
         op = self._new_op(Kind.LEAVE, self._me.id, now)
         out: list[ChordOutput] = []
@@ -421,6 +427,11 @@ class ChordCore(ChordMaintenance):
             case Purpose.FIND:
                 if op is not None:
                     self._on_find_reply(out, op, peer, msg, now)
+            case Purpose.NEIGHBORS if self._left:
+                # A stabilize round that outlived our leave: a notify now
+                # would make the successor take us back as its predecessor
+                # (and hand us the keys we just gave it).
+                self._stabilizing = False
             case Purpose.NEIGHBORS:
                 t.adopt_successor(peer, msg.successors)
                 p = msg.predecessor
@@ -435,6 +446,9 @@ class ChordCore(ChordMaintenance):
                     t.adopt_successor(peer, msg.successors)
                     self._ops.pop(op.op_id, None)
                     out.append(ChordJoined(op_id=op.op_id, successor=peer))
+                elif self._left:
+                    self._stabilizing = False
+                    return
                 elif not t.successors or _between(peer.id, self._me.id, t.successor.id):
                     t.adopt_successor(peer, msg.successors)
                     self._stabilizing = False
@@ -490,7 +504,7 @@ class ChordCore(ChordMaintenance):
                     self._ask_owner(out, op, now)
                 else:
                     self._stabilizing = False
-                    if t.successors:
+                    if t.successors and not self._left:
                         self._query(out, t.successor, Notify, Purpose.NOTIFY, now)
             case Purpose.FINGER:
                 if op is not None:
