@@ -243,6 +243,10 @@ class PieceCache:
         )
         # pieces being read: one future per read batch, shared by its pieces
         self._loading: dict[int, asyncio.Future[None]] = {}
+        # evicted pieces' buffers, read into again: a new 256 KiB bytearray
+        # is zeroed page by page in the reading thread, holding the GIL
+        self._spare: list[bytearray] = []
+        self._max_spare = max(1, capacity // READ_AHEAD_SHARE)
 
     @property
     def capacity(self) -> int:
@@ -271,8 +275,10 @@ class PieceCache:
             fut = asyncio.get_running_loop().create_future()
             for i in todo:
                 self._loading[i] = fut
+            spare = self._spare
+            into = [spare.pop() if spare else None for _ in todo]
             try:
-                pieces = await asyncio.to_thread(self._read, todo)
+                pieces = await asyncio.to_thread(self._read, todo, into)
             except asyncio.CancelledError:
                 fut.cancel()
                 raise
@@ -286,15 +292,19 @@ class PieceCache:
             for i, data in zip(todo, pieces, strict=True):
                 self._pieces[i] = data
             while len(self._pieces) > self._capacity:
-                self._pieces.popitem(last=False)
+                _, old = self._pieces.popitem(last=False)
+                if len(self._spare) < self._max_spare:
+                    self._spare.append(old)
             fut.set_result(None)
         for w in waits:
             await asyncio.shield(w)
 
-    def _read(self, indices: list[int]) -> list[bytearray]:
+    def _read(
+        self, indices: list[int], into: list[bytearray | None]
+    ) -> list[bytearray]:
         out = []
-        for i in indices:
-            data = self._storage.read_piece(i)
+        for i, buf in zip(indices, into, strict=True):
+            data = self._storage.read_piece(i, into=buf)
             if data is None:
                 raise StorageError(f"storage: piece {i} is not on disk")
             out.append(data)
@@ -1158,6 +1168,10 @@ class TorrentSession:
                 parts.append(header(index, begin, length))
                 parts.append(view[begin : begin + length])
                 total += length
+            # Copied out before any wait: an evicted piece's buffer is read
+            # into again (PieceCache).
+            data = b"".join(parts)
+            del parts, view
             wait = self.up_limit.reserve(total, self._now())
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -1165,7 +1179,7 @@ class TorrentSession:
                 return
             if state.am_choking:
                 continue  # BEP 3: a choke drops the peer's pending requests
-            conn.write(b"".join(parts))
+            conn.write(data)
             now = self._now()
             state.up.add(total, now)
             self._up_meter.add(total, now)
