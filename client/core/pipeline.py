@@ -101,19 +101,11 @@ class RequestPipeline:
 
     def record_block(self, nbytes: int, now: float) -> None:
         """A block of ``nbytes`` arrived from the peer."""
-        if self._start is None:
-            self._start = now
-        self._samples.append((now, nbytes))
-        self._window_bytes += nbytes
-        self._total_bytes += nbytes
-        self._expire(now)
-        self._in_flight = max(0, self._in_flight - 1)
-        self._wait_start = now
-        self._snubbed = False
+        self.record_blocks(1, nbytes, now)
 
     def record_blocks(self, blocks: int, nbytes: int, now: float) -> None:
-        """``blocks`` blocks of ``nbytes`` in all arrived together (one read):
-        the same as :meth:`record_block` for each, in one step."""
+        """``blocks`` blocks of ``nbytes`` in all arrived together (one read);
+        the session counts a read's blocks and records them in one step."""
         if self._start is None:
             self._start = now
         self._samples.append((now, nbytes))

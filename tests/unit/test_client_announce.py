@@ -249,7 +249,7 @@ BAD_RESPONSES: list[tuple[bytes, str]] = [
         "tracker response peers[0] is not a dictionary",
     ),
     (
-        benc({b"interval": 1, b"peers": [{b"ip": b"1.2.3.4"}]}),
+        benc({b"interval": 1, b"peers": [{b"ip": b"192.0.2.4"}]}),
         "tracker response peers[0] lacks a string 'ip' and integer 'port'",
     ),
     (
