@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AnnounceRequestError", "TrackerError"]
+__all__ = ["AnnounceRequestError", "HttpRequestError", "TrackerError"]
 
 
 class TrackerError(Exception):
@@ -15,4 +15,14 @@ class AnnounceRequestError(TrackerError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+        self.reason = reason
+
+
+class HttpRequestError(TrackerError):
+    """An HTTP request head the tracker will not serve; ``status`` is the
+    status code to answer with (the connection is closed afterwards)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
         self.reason = reason

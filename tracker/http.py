@@ -29,6 +29,8 @@ import logging
 import time
 from typing import Any
 
+from tracker.core.http_request import parse_request_head
+from tracker.errors import HttpRequestError
 from tracker.service import TrackerService, peer_ip
 
 __all__ = ["IDLE_TIMEOUT_S", "MAX_HEAD_BYTES", "HttpTrackerServer"]
@@ -50,7 +52,6 @@ _REASONS = {
     500: b"Internal Server Error",
     505: b"HTTP Version Not Supported",
 }
-_VERSIONS = {b"HTTP/1.1": True, b"HTTP/1.0": False}  # keep-alive by default
 
 
 class _Date:
@@ -137,45 +138,18 @@ class _Connection(asyncio.Protocol):
 
     # -- requests -------------------------------------------------------------------
     def _request(self, head: bytes) -> None:
-        head = head.lstrip(b"\r\n")  # RFC 9112: ignore empty lines before a request
-        line_end = head.find(b"\r\n")
-        line = head if line_end < 0 else head[:line_end]
-        parts = line.split(b" ")
-        if len(parts) != 3:
-            self._fail(400)
+        try:
+            req = parse_request_head(head)
+        except HttpRequestError as exc:
+            self._fail(exc.status)
             return
-        method, target, version = parts
-        keep_alive = _VERSIONS.get(version)
-        if keep_alive is None:
-            self._fail(505 if version.startswith(b"HTTP/") else 400)
-            return
-        if line_end >= 0:
-            fields = head[line_end:].lower()
-            if b"\r\ntransfer-encoding:" in fields or (
-                b"\r\ncontent-length:" in fields
-                and _field(fields, b"content-length") != b"0"
-            ):
-                self._fail(400)  # a GET has no body; we read none
-                return
-            if b"\r\nconnection:" in fields:
-                tokens = {t.strip() for t in _field(fields, b"connection").split(b",")}
-                if b"close" in tokens:
-                    keep_alive = False
-                elif b"keep-alive" in tokens:
-                    keep_alive = True
-        if method != b"GET" and method != b"HEAD":
-            self._fail(405)
-            return
-        if target.startswith(b"http://") or target.startswith(b"https://"):
-            slash = target.find(b"/", target.find(b"//") + 2)  # absolute form
-            target = target[slash:] if slash >= 0 else b"/"
-        path, _, query = target.partition(b"?")
+        path, keep_alive, method = req.path, req.keep_alive, req.method
         service = self._service
         if path == b"/announce":
             self._send(
                 200,
                 _BENCODE,
-                service.announce(query, self._ip, self._refused),
+                service.announce(req.query, self._ip, self._refused),
                 keep_alive,
                 method,
                 b"Cache-Control: no-cache\r\n",
@@ -184,7 +158,7 @@ class _Connection(asyncio.Protocol):
             self._send(
                 200,
                 _BENCODE,
-                service.scrape(query),
+                service.scrape(req.query),
                 keep_alive,
                 method,
                 b"Cache-Control: no-cache\r\n",
@@ -242,14 +216,6 @@ class _Connection(asyncio.Protocol):
         if self.active < deadline and self._transport is not None:
             log.debug("tracker http: closing an idle connection")
             self._transport.close()
-
-
-def _field(fields: bytes, name: bytes) -> bytes:
-    """The value of header ``name`` in lower-cased ``fields`` (which start
-    with CRLF); the first one if repeated."""
-    start = fields.find(b"\r\n" + name + b":") + len(name) + 3
-    end = fields.find(b"\r\n", start)
-    return (fields[start:] if end < 0 else fields[start:end]).strip()
 
 
 class HttpTrackerServer:
